@@ -1,0 +1,5 @@
+import sys
+
+from ipt_ms.cli import main
+
+sys.exit(main())

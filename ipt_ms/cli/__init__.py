@@ -1,0 +1,52 @@
+"""`ipt-ms` command line: a thin layer that parses options and calls library functions.
+
+Each sub-command lives in its own module under `ipt_ms.cli` and exposes
+`register(subparsers)`, which adds its parser and sets `func`. Modules import
+MindSpore / PyTorch lazily inside their handlers so `ipt-ms --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ipt_ms.errors import IPTError
+
+# Sub-command modules, in the order `ipt-ms --help` lists them.
+COMMAND_MODULES = [
+    "restore",
+    "convert",
+    "parity",
+    "info",
+    "make_weights",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ipt-ms",
+        description="Image Processing Transformer (IPT) in MindSpore, with PyTorch parity tools.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"ipt_ms.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.func(args)
+    except IPTError as err:
+        print(f"ipt-ms {args.command}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"ipt-ms {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
