@@ -1,0 +1,48 @@
+"""File helpers shared by every command: atomic writes and output-path checks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from ipt_ms.errors import IPTError
+
+
+def ensure_writable_dir(path: str | os.PathLike, what: str = "output directory") -> Path:
+    """Create `path` if needed; raise IPTError naming it if it cannot be written."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise IPTError(f"{what} {str(path)!r} cannot be created: {err.strerror or err}") from err
+    if not path.is_dir():
+        raise IPTError(f"{what} {str(path)!r} is not a directory")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise IPTError(f"{what} {str(path)!r} is not writable")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, keep_suffix: bool = True) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; move it over `path` only if the block succeeds.
+
+    A crash or exception leaves any existing file at `path` untouched and removes the
+    temporary file. `keep_suffix` keeps the final extension on the temporary name, for
+    writers that append their own extension (MindSpore adds ".ckpt" when missing).
+    """
+    path = Path(path)
+    ensure_writable_dir(path.parent if str(path.parent) else Path("."), "output directory")
+    suffix = "".join(path.suffixes[-1:]) if keep_suffix else ""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.partial-", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise

@@ -1,0 +1,124 @@
+"""Load a model in one call and restore numpy images with it (MindSpore).
+
+    from ipt_ms.inference import load_model, restore_image
+    net, spec = load_model("IPT_sr2.ckpt")           # or .pt / .safetensors
+    sr = restore_image(net, spec, lr_uint8_hwc, task="sr_x2")   # float32 HWC in [0, 255]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ipt_ms.errors import IPTError
+from ipt_ms.spec import IPTSpec
+from ipt_ms.tiling import tiled_forward
+
+
+def load_state_into(net, state: dict[str, np.ndarray], spec: IPTSpec) -> None:
+    """Copy official-keyed arrays into a MindSpore IPT (every parameter must be covered)."""
+    import mindspore as ms
+
+    from ipt_ms.convert.keymap import check_shapes, torch_to_mindspore
+
+    params = torch_to_mindspore(state, spec)
+    net_params = {p.name: p for p in net.get_parameters()}
+    check_shapes({k: v.shape for k, v in params.items()}, {k: tuple(p.shape) for k, p in net_params.items()},
+                 context="weights for the MindSpore network")
+    for name, param in net_params.items():
+        param.set_data(ms.Tensor(np.ascontiguousarray(params[name], dtype=np.float32)))
+
+
+def build_model(spec: IPTSpec, state: dict[str, np.ndarray] | None = None):
+    """MindSpore IPT for `spec`, in inference mode, with `state` loaded if given."""
+    from ipt_ms.models import build_ipt
+
+    net = build_ipt(spec)
+    if state is not None:
+        load_state_into(net, state, spec)
+    net.set_train(False)
+    return net
+
+
+def load_model(weights: str, *, device: str = "auto", mode: str = "graph", **overrides):
+    """Build the MindSpore IPT recorded in (or inferred from) a weights file.
+
+    Accepts .ckpt, .pt/.pth and .safetensors. Returns (net, spec). Overrides:
+    num_heads, task_names, pos_every, patch_size (for weights that do not record them).
+    """
+    from ipt_ms.convert.weights import load_weights
+    from ipt_ms.runtime import configure
+
+    configure(device, mode)
+    spec, state = load_weights(weights, **overrides)
+    return build_model(spec, state), spec
+
+
+def _bucket(n: int, batch_size: int) -> int:
+    """Smallest power of two >= n (capped at batch_size): few distinct shapes to compile."""
+    size = 1
+    while size < n:
+        size *= 2
+    return min(size, batch_size)
+
+
+class MindSporePredictor:
+    """Runs batches of input tiles through a MindSpore IPT for one task.
+
+    Batches have `batch_size` tiles; a shorter last batch is zero-padded up to a power of
+    two, so Graph mode compiles at most log2(batch_size)+1 shapes per task, whatever the
+    image sizes, instead of once per image.
+    """
+
+    framework = "mindspore"
+
+    def __init__(self, net, spec: IPTSpec, task: str | int, batch_size: int = 64, progress: bool = False):
+        if batch_size < 1:
+            raise IPTError(f"batch size must be >= 1, got {batch_size}")
+        self.net, self.spec = net, spec
+        self.task_idx = spec.task_index(task)
+        self.scale = spec.scales[self.task_idx]
+        self.batch_size = batch_size
+        self.progress = progress
+
+    def __call__(self, tiles: np.ndarray) -> np.ndarray:
+        import mindspore as ms
+
+        from ipt_ms.progress import progress_bar
+
+        n = tiles.shape[0]
+        out = np.empty((n, tiles.shape[1], tiles.shape[2] * self.scale, tiles.shape[3] * self.scale), np.float32)
+        starts = range(0, n, self.batch_size)
+        for start in progress_bar(starts, total=len(starts), desc="tiles", unit="batch", enable=self.progress):
+            chunk = tiles[start:start + self.batch_size]
+            size = _bucket(chunk.shape[0], self.batch_size)
+            if size > chunk.shape[0]:
+                pad = np.zeros((size - chunk.shape[0],) + chunk.shape[1:], np.float32)
+                chunk = np.concatenate([chunk, pad])
+            result = self.net(ms.Tensor(np.ascontiguousarray(chunk, dtype=np.float32)), self.task_idx)
+            out[start:start + self.batch_size] = result.asnumpy()[:min(self.batch_size, n - start)]
+        return out
+
+
+def to_chw(image: np.ndarray) -> np.ndarray:
+    """HWC (uint8 or float, [0, 255]) -> CHW float32."""
+    if image.ndim != 3:
+        raise IPTError(f"expected an H x W x C image, got shape {image.shape}")
+    return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
+
+
+def restore_array(predict, image: np.ndarray, *, scale: int, patch: int, protocol: str = "official") -> np.ndarray:
+    """Restore an HWC image with any predictor; returns float32 HWC (not clipped)."""
+    out = tiled_forward(to_chw(image), predict, scale=scale, patch=patch, protocol=protocol)
+    return out.transpose(1, 2, 0)
+
+
+def restore_image(net, spec: IPTSpec, image: np.ndarray, task: str | int, *, batch_size: int = 64,
+                  protocol: str = "official", progress: bool = False) -> np.ndarray:
+    """Restore an HWC RGB image (uint8 or float in [0, 255]) of any size with a MindSpore IPT.
+
+    Returns float32 HWC, unclipped; quantise with `np.clip(out, 0, 255).round()`.
+    """
+    if image.ndim != 3 or image.shape[2] != spec.n_colors:
+        raise IPTError(f"expected an H x W x {spec.n_colors} image, got shape {image.shape}")
+    predictor = MindSporePredictor(net, spec, task, batch_size=batch_size, progress=progress)
+    return restore_array(predictor, image, scale=predictor.scale, patch=spec.patch_size, protocol=protocol)

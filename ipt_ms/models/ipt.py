@@ -1,0 +1,124 @@
+"""IPT (Chen et al., "Pre-Trained Image Processing Transformer", CVPR 2021) in MindSpore.
+
+Reference implementation: huawei-noah/Pretrained-IPT `model/ipt.py`, `model/common.py`.
+Per-task heads and tails around one shared transformer body; the task is chosen by an
+index passed to `construct` (a compile-time constant in Graph mode, so each task
+compiles once and switching tasks can never be silently ignored).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from mindspore import Tensor, nn
+
+from ipt_ms.models.transformer import VisionTransformer
+from ipt_ms.spec import IPTSpec
+
+
+def default_conv(in_channels: int, out_channels: int, kernel_size: int) -> nn.Conv2d:
+    """'Same' convolution with bias, as the official `common.default_conv`."""
+    return nn.Conv2d(in_channels, out_channels, kernel_size, pad_mode="pad",
+                     padding=kernel_size // 2, has_bias=True)
+
+
+class MeanShift(nn.Conv2d):
+    """Fixed 1x1 convolution adding (sign=+1) or subtracting (-1) rgb_range * rgb_mean."""
+
+    def __init__(self, rgb_range: float, rgb_mean: tuple[float, ...], sign: int):
+        channels = len(rgb_mean)
+        weight = np.eye(channels, dtype=np.float32).reshape(channels, channels, 1, 1)
+        bias = (sign * rgb_range * np.asarray(rgb_mean)).astype(np.float32)
+        super().__init__(channels, channels, 1, pad_mode="valid", has_bias=True,
+                         weight_init=Tensor(weight), bias_init=Tensor(bias))
+        self.weight.requires_grad = False
+        self.bias.requires_grad = False
+
+
+class ResBlock(nn.Cell):
+    """conv -> ReLU -> conv plus identity skip (`body.0`, `body.2` as in the official)."""
+
+    def __init__(self, n_feats: int, kernel_size: int):
+        super().__init__()
+        self.body = nn.SequentialCell([
+            default_conv(n_feats, n_feats, kernel_size), nn.ReLU(), default_conv(n_feats, n_feats, kernel_size),
+        ])
+
+    def construct(self, x):
+        return self.body(x) + x
+
+
+class Upsampler(nn.SequentialCell):
+    """conv(n -> r^2 n) + PixelShuffle(r) per factor: x2^k as k steps, x3 as one; x1 empty."""
+
+    def __init__(self, factors: list[int], n_feats: int):
+        cells = []
+        for r in factors:
+            cells += [default_conv(n_feats, r * r * n_feats, 3), nn.PixelShuffle(r)]
+        super().__init__(cells)
+
+
+def make_head(spec: IPTSpec) -> nn.SequentialCell:
+    """conv3x3 (colors -> n_feats) then two 5x5 ResBlocks."""
+    return nn.SequentialCell([
+        default_conv(spec.n_colors, spec.n_feats, 3), ResBlock(spec.n_feats, 5), ResBlock(spec.n_feats, 5),
+    ])
+
+
+def make_tail(spec: IPTSpec, scale: int) -> nn.SequentialCell:
+    """Upsampler then conv3x3 (n_feats -> colors)."""
+    return nn.SequentialCell([
+        Upsampler(spec.upsampler_factors(scale), spec.n_feats), default_conv(spec.n_feats, spec.n_colors, 3),
+    ])
+
+
+class IPT(nn.Cell):
+    """The multi-task IPT network.
+
+    Args:
+        spec: the architecture (see `ipt_ms.spec.IPTSpec`).
+
+    Inputs:
+        x: (B, n_colors, patch_size, patch_size) float32 in [0, rgb_range].
+        task_idx: which head/tail/query to use (Python int; see `IPTSpec.task_index`).
+        with_stages: also return every intermediate result named by `spec.stage_names`.
+        with_features: also return the body's (B, tokens, E) patch features.
+
+    Returns `out` (B, n_colors, patch_size*s, patch_size*s), or a tuple
+    (out, features) / (out, stages) / (out, features, stages) when asked.
+    """
+
+    def __init__(self, spec: IPTSpec):
+        super().__init__()
+        self.spec = spec
+        self.sub_mean = MeanShift(spec.rgb_range, spec.rgb_mean, sign=-1)
+        self.add_mean = MeanShift(spec.rgb_range, spec.rgb_mean, sign=1)
+        self.head = nn.CellList([make_head(spec) for _ in spec.scales])
+        self.body = VisionTransformer(spec)
+        self.tail = nn.CellList([make_tail(spec, s) for s in spec.scales])
+        self.upsampler_depth = tuple(len(spec.upsampler_factors(s)) for s in spec.scales)
+
+    def construct(self, x, task_idx: int = 0, with_stages: bool = False, with_features: bool = False):
+        x = self.sub_mean(x)
+        stages = (x,)
+        head = self.head[task_idx]
+        for i in range(3):
+            x = head[i](x)
+            stages = stages + (x,)
+        res, features, body_stages = self.body(x, task_idx, with_stages)
+        res = res + x
+        stages = stages + body_stages + (res,)
+        upsampler = self.tail[task_idx][0]
+        for k in range(self.upsampler_depth[task_idx]):
+            res = upsampler[2 * k + 1](upsampler[2 * k](res))
+            stages = stages + (res,)
+        out = self.tail[task_idx][1](res)
+        stages = stages + (out,)
+        out = self.add_mean(out)
+        stages = stages + (out,)
+        if with_stages and with_features:
+            return out, features, stages
+        if with_stages:
+            return out, stages
+        if with_features:
+            return out, features
+        return out

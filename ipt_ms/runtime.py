@@ -1,0 +1,55 @@
+"""MindSpore execution context: device and mode, chosen once per process.
+
+The environment defaults that must precede `import mindspore` (oneDNN ISA, log level)
+are set by `import ipt_ms`; this module is for the choices made at run time.
+"""
+
+from __future__ import annotations
+
+from ipt_ms.errors import IPTError
+
+DEVICES = ("auto", "CPU", "GPU", "Ascend")
+MODES = ("graph", "pynative")
+_ALIASES = {"cpu": "CPU", "gpu": "GPU", "cuda": "GPU", "ascend": "Ascend", "npu": "Ascend", "auto": "auto"}
+
+
+def available_devices() -> list[str]:
+    """Device targets this MindSpore build can use on this machine, best first."""
+    import mindspore.device_context as dc
+
+    found = []
+    for name, module in (("Ascend", dc.ascend), ("GPU", dc.gpu)):
+        try:
+            if module.is_available():
+                found.append(name)
+        except Exception:  # a plugin that is not installed raises instead of answering False
+            pass
+    return found + ["CPU"]
+
+
+def resolve_device(device: str = "auto") -> str:
+    name = _ALIASES.get(str(device).lower())
+    if name is None:
+        raise IPTError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    available = available_devices()
+    if name == "auto":
+        return available[0]
+    if name not in available:
+        raise IPTError(f"device {name} requested, but this MindSpore build/machine offers only "
+                       f"{', '.join(available)}")
+    return name
+
+
+def configure(device: str = "auto", mode: str = "graph") -> str:
+    """Select the MindSpore device target and execution mode; returns the device used."""
+    import mindspore as ms
+
+    if mode not in MODES:
+        raise IPTError(f"unknown mode {mode!r}; choose graph or pynative")
+    target = resolve_device(device)
+    current = ms.get_current_device()
+    current_target = getattr(current, "device_target", None) or (current[0] if current else None)
+    if current_target != target:
+        ms.set_device(target)
+    ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
+    return target
