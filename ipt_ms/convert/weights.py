@@ -1,16 +1,18 @@
 """Read and write IPT weights in PyTorch (.pt/.pth/.safetensors) and MindSpore (.ckpt) files.
 
 Everything goes through numpy arrays keyed like the official PyTorch state_dict, checked
-against the architecture before anything is written. The architecture travels inside
-.ckpt (append_dict) and .safetensors (metadata) files; .pt/.pth files are written as bare
-official state_dicts (so the official code loads them) and their architecture is
-inferred from the shapes on reading.
+against the architecture before anything is written. The architecture travels inside the
+file: .ckpt (append_dict entry), .safetensors (metadata) and .pt/.pth (the state_dict's
+`_metadata` mapping, which `load_state_dict` consults only for module prefixes, so the
+official code still loads our .pt files with strict=True). Files without it (the official
+releases) have their architecture inferred from the shapes.
 """
 
 from __future__ import annotations
 
 import json
 import pickle
+from collections import OrderedDict
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ MINDSPORE_SUFFIXES = (".ckpt",)
 SPEC_METADATA_KEY = "ipt_spec"
 _WRAPPER_KEYS = ("state_dict", "model")
 _PREFIXES = ("module.", "model.")
+TORCH_METADATA_ENTRY = "ipt_ms"  # key in a state_dict's _metadata; matches no IPT module
 
 
 @dataclass
@@ -61,7 +64,7 @@ def read_weight_file(path: str | Path) -> WeightFile:
     if suffix == ".safetensors":
         arrays, spec = _read_safetensors(path)
     elif naming == "torch":
-        arrays, spec = _read_torch_pickle(path), None
+        arrays, spec = _read_torch_pickle(path)
     else:
         arrays, spec = _read_ckpt(path)
     if not arrays:
@@ -69,7 +72,7 @@ def read_weight_file(path: str | Path) -> WeightFile:
     return WeightFile(path, arrays, naming, spec)
 
 
-def _read_torch_pickle(path: Path) -> dict[str, np.ndarray]:
+def _read_torch_pickle(path: Path) -> tuple[dict[str, np.ndarray], IPTSpec | None]:
     import torch
 
     try:
@@ -82,7 +85,8 @@ def _read_torch_pickle(path: Path) -> dict[str, np.ndarray]:
     except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise IPTError(f"cannot read {str(path)!r}: not a PyTorch weights file, or truncated ({first})") from err
-    state = _unwrap_state_dict(obj, path)
+    state, metadata = _unwrap_state_dict(obj, path)
+    spec_json = (metadata or {}).get(TORCH_METADATA_ENTRY, {}).get("spec")
     arrays = {}
     for key, value in state.items():
         if not isinstance(value, torch.Tensor):
@@ -90,11 +94,13 @@ def _read_torch_pickle(path: Path) -> dict[str, np.ndarray]:
         if value.dtype == torch.bfloat16:
             value = value.float()
         arrays[key] = value.detach().cpu().contiguous().numpy()
-    return arrays
+    return arrays, (IPTSpec.from_json(spec_json) if isinstance(spec_json, str) else None)
 
 
-def _unwrap_state_dict(obj, path: Path) -> dict:
-    """Accept a bare state_dict or one under 'state_dict'/'model', with module./model. prefixes."""
+def _unwrap_state_dict(obj, path: Path) -> tuple[dict, dict | None]:
+    """Accept a bare state_dict or one under 'state_dict'/'model', with module./model. prefixes.
+
+    Returns the state and its `_metadata` mapping (if any)."""
     for _ in range(3):
         if isinstance(obj, dict):
             inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
@@ -104,6 +110,7 @@ def _unwrap_state_dict(obj, path: Path) -> dict:
         break
     if not isinstance(obj, dict):
         raise IPTError(f"{str(path)!r} holds a {type(obj).__name__}, not a state_dict")
+    metadata = getattr(obj, "_metadata", None)
     changed = True
     while changed and obj:
         changed = False
@@ -111,7 +118,7 @@ def _unwrap_state_dict(obj, path: Path) -> dict:
             if all(isinstance(k, str) and k.startswith(prefix) for k in obj):
                 obj = {k[len(prefix):]: v for k, v in obj.items()}
                 changed = True
-    return obj
+    return obj, metadata
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, np.ndarray], IPTSpec | None]:
@@ -123,7 +130,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, np.ndarray], IPTSpec | None
             arrays = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118 (not a dict)
     except (SafetensorError, OSError, ValueError) as err:
         raise IPTError(f"cannot read {str(path)!r}: not a safetensors file, or corrupt ({err})") from err
-    arrays = _unwrap_state_dict(arrays, path)
+    arrays, _ = _unwrap_state_dict(arrays, path)
     spec = IPTSpec.from_json(metadata[SPEC_METADATA_KEY]) if SPEC_METADATA_KEY in metadata else None
     return arrays, spec
 
@@ -203,7 +210,8 @@ def save_weights(path: str | Path, state: dict[str, np.ndarray], spec: IPTSpec) 
     else:
         import torch
 
-        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in official.items()}
+        tensors = OrderedDict((k, torch.from_numpy(np.ascontiguousarray(v))) for k, v in official.items())
+        tensors._metadata = OrderedDict([("", {"version": 1}), (TORCH_METADATA_ENTRY, {"spec": spec.to_json()})])
         with atomic_output(path) as tmp:
             torch.save(tensors, tmp)
 

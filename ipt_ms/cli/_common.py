@@ -1,0 +1,52 @@
+"""Options shared by several sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from ipt_ms.errors import IPTError
+
+
+def add_runtime_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="CPU, GPU, Ascend or auto (default: what is there)")
+    parser.add_argument("--mode", default="graph", choices=("graph", "pynative"),
+                        help="MindSpore execution mode (default: graph, the fast one)")
+
+
+def add_architecture_overrides(parser: argparse.ArgumentParser) -> None:
+    """Options for what weights cannot record (used when no architecture is embedded)."""
+    parser.add_argument("--num-heads", type=int, default=None,
+                        help="attention heads (not inferable from weights; default 12)")
+    parser.add_argument("--tasks", default=None,
+                        help="comma-separated task names, one per head, e.g. sr_x2,denoise_30")
+    parser.add_argument("--pos-every", action="store_true", default=None,
+                        help="the model adds position embeddings in every layer (official --pos_every)")
+
+
+def architecture_overrides(args: argparse.Namespace) -> dict:
+    overrides = {}
+    if getattr(args, "num_heads", None) is not None:
+        overrides["num_heads"] = args.num_heads
+    if getattr(args, "tasks", None):
+        overrides["task_names"] = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if getattr(args, "pos_every", None):
+        overrides["pos_every"] = True
+    return overrides
+
+
+def add_quiet_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def setup_logging(quiet: bool = False) -> None:
+    """Warnings from the library (image conversions, skipped files) go to stderr, one line each."""
+    logging.basicConfig(level=logging.ERROR if quiet else logging.INFO, format="ipt-ms: %(message)s")
+
+
+def existing_file(path: str, what: str = "file") -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise IPTError(f"{what} not found: {path!r}")
+    return p

@@ -1,0 +1,243 @@
+"""Layer-by-layer parity between the MindSpore IPT and the PyTorch twin.
+
+Both networks report the same named stages (`IPTSpec.stage_names`): mean shift, head
+conv, each ResBlock, linear_encoding, every encoder and decoder layer, mlp_head, fold,
+body residual, each upsampler step, tail conv and the output. Each stage is compared
+with PyTorch as the reference:
+
+* max abs err  = max |ms - torch|
+* max rel err  = max abs err / max |torch|   (relative to the stage's range, so
+  near-zero elements do not blow it up)
+* cosine       = cosine similarity of the flattened stage tensors (float64)
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ipt_ms.errors import IPTError
+from ipt_ms.spec import IPTSpec
+
+DEFAULT_STAGE_TOL = 1e-5
+DEFAULT_OUTPUT_TOL = 1e-4
+
+
+@dataclass
+class StageDiff:
+    name: str
+    shape: tuple[int, ...]
+    max_abs_err: float
+    max_rel_err: float
+    cosine: float
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return bool(np.isfinite(self.max_rel_err)) and self.max_rel_err <= self.tolerance
+
+
+def diff_arrays(name: str, candidate: np.ndarray, reference: np.ndarray, tolerance: float) -> StageDiff:
+    """Compare one stage (candidate = MindSpore, reference = PyTorch)."""
+    if candidate.shape != reference.shape:
+        raise IPTError(f"stage {name}: MindSpore shape {candidate.shape} != PyTorch shape {reference.shape}")
+    a, b = candidate.astype(np.float64).ravel(), reference.astype(np.float64).ravel()
+    max_abs = float(np.max(np.abs(a - b))) if a.size else 0.0
+    scale = float(np.max(np.abs(b))) if b.size else 0.0
+    max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
+    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
+    cosine = float(a @ b / norm) if norm > 0 else (1.0 if max_abs == 0 else 0.0)
+    return StageDiff(name, tuple(reference.shape), max_abs, max_rel, cosine, tolerance)
+
+
+@dataclass
+class ParityReport:
+    task: str
+    input: str
+    mode: str
+    device: str
+    stage_tol: float
+    output_tol: float
+    stages: list[StageDiff]
+    spec: dict
+    timings: dict = field(default_factory=dict)
+    environment: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.stages)
+
+    @property
+    def failures(self) -> list[StageDiff]:
+        return [s for s in self.stages if not s.ok]
+
+    def table(self) -> str:
+        width = max(len(s.name) for s in self.stages)
+        lines = [f"{'stage':<{width}}  {'shape':<18} {'max abs err':>12} {'max rel err':>12} {'cosine':>12}  ok"]
+        for s in self.stages:
+            shape = "x".join(str(d) for d in s.shape)
+            lines.append(f"{s.name:<{width}}  {shape:<18} {s.max_abs_err:12.3e} {s.max_rel_err:12.3e} "
+                         f"{s.cosine:12.9f}  {'yes' if s.ok else 'NO'}")
+        return "\n".join(lines)
+
+    def summary(self) -> str:
+        worst = max(self.stages[:-1], key=lambda s: s.max_rel_err) if len(self.stages) > 1 else self.stages[0]
+        out = self.stages[-1]
+        verdict = "PASS" if self.ok else f"FAIL ({len(self.failures)} stage(s) above tolerance)"
+        return (f"parity {verdict}: task {self.task}, {len(self.stages)} stages, worst stage {worst.name} "
+                f"rel {worst.max_rel_err:.2e} (tol {self.stage_tol:.0e}), output rel {out.max_rel_err:.2e} "
+                f"abs {out.max_abs_err:.2e} (tol {self.output_tol:.0e})")
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["ok"] = self.ok
+        for stage, diff in zip(data["stages"], self.stages):
+            stage["ok"] = diff.ok
+        return data
+
+    def to_markdown(self) -> str:
+        rows = ["| stage | shape | max abs err | max rel err | cosine | ok |", "|---|---|---:|---:|---:|---|"]
+        for s in self.stages:
+            rows.append(f"| {s.name} | {'x'.join(map(str, s.shape))} | {s.max_abs_err:.3e} | "
+                        f"{s.max_rel_err:.3e} | {s.cosine:.9f} | {'yes' if s.ok else '**NO**'} |")
+        timing = ", ".join(f"{k} {v:.3f} s" for k, v in self.timings.items())
+        env = ", ".join(f"{k} {v}" for k, v in self.environment.items())
+        return "\n".join([
+            f"# IPT layer-by-layer parity: MindSpore vs PyTorch — {'PASS' if self.ok else 'FAIL'}", "",
+            f"- task: `{self.task}`; input: {self.input}; MindSpore mode: {self.mode} on {self.device}",
+            f"- tolerance: max rel err <= {self.stage_tol:.0e} per stage, <= {self.output_tol:.0e} on the output",
+            "- max rel err = max|MindSpore - PyTorch| / max|PyTorch| for the stage",
+            f"- timings: {timing}", f"- environment: {env}", "", *rows, "",
+        ])
+
+    def write(self, directory: str | Path) -> list[Path]:
+        """Write report.json, report.md and error_vs_depth.png into `directory`."""
+        from ipt_ms.fileio import atomic_output, ensure_writable_dir
+
+        directory = ensure_writable_dir(directory, "report directory")
+        written = []
+        for name, text in (("report.json", json.dumps(self.to_dict(), indent=2)), ("report.md", self.to_markdown())):
+            with atomic_output(directory / name) as tmp:
+                tmp.write_text(text + "\n")
+            written.append(directory / name)
+        written.append(self.plot(directory / "error_vs_depth.png"))
+        return written
+
+    def plot(self, path: str | Path) -> Path:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from ipt_ms.fileio import atomic_output
+
+        floor = 1e-12
+        x = np.arange(len(self.stages))
+        fig, ax = plt.subplots(figsize=(max(8, len(self.stages) * 0.28), 4.5))
+        ax.semilogy(x, [max(s.max_rel_err, floor) for s in self.stages], "o-", label="max rel err")
+        ax.semilogy(x, [max(s.max_abs_err, floor) for s in self.stages], "s--", alpha=0.6, label="max abs err")
+        ax.axhline(self.stage_tol, color="tab:red", lw=1, ls=":", label=f"stage tol {self.stage_tol:.0e}")
+        ax.axhline(self.output_tol, color="tab:purple", lw=1, ls=":", label=f"output tol {self.output_tol:.0e}")
+        ax.set_xticks(x, [s.name for s in self.stages], rotation=90, fontsize=7)
+        ax.set_ylabel("error (MindSpore vs PyTorch)")
+        ax.set_title(f"IPT parity by depth — task {self.task}, {self.mode} mode")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = Path(path)
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+        plt.close(fig)
+        return path
+
+
+# ------------------------------------------------------------------------------ running
+def make_input(spec: IPTSpec, image: str | None = None, seed: int = 0) -> tuple[np.ndarray, str]:
+    """A (1, C, P, P) float32 input: the centre crop of an image file, or seeded uniform noise."""
+    P = spec.patch_size
+    if image is None:
+        rng = np.random.default_rng(seed)
+        return rng.uniform(0, spec.rgb_range, (1, spec.n_colors, P, P)).astype(np.float32), \
+            f"seeded uniform noise (seed {seed})"
+    from ipt_ms.data.imageio import read_image
+    from ipt_ms.tiling import pad_to_patch
+
+    pixels = read_image(image).astype(np.float32).transpose(2, 0, 1)
+    pixels = pad_to_patch(pixels, P)
+    _, h, w = pixels.shape
+    top, left = (h - P) // 2, (w - P) // 2
+    crop = pixels[:, top:top + P, left:left + P]
+    return np.ascontiguousarray(crop[None]), f"centre {P}x{P} crop of {Path(image).name}"
+
+
+def mindspore_stages(net, x: np.ndarray, task_idx: int) -> dict[str, np.ndarray]:
+    import mindspore as ms
+
+    _, stages = net(ms.Tensor(x), task_idx, True)
+    names = net.spec.stage_names(task_idx)
+    return {n: s.asnumpy() for n, s in zip(names, stages)}
+
+
+def torch_stages(model, x: np.ndarray, task_idx: int) -> dict[str, np.ndarray]:
+    import torch
+
+    with torch.no_grad():
+        _, stages = model(torch.from_numpy(x), task_idx, with_stages=True)
+    names = model.spec.stage_names(task_idx)
+    return {n: s.detach().cpu().numpy() for n, s in zip(names, stages)}
+
+
+def compare_stages(ms_out: dict[str, np.ndarray], torch_out: dict[str, np.ndarray], names: list[str],
+                   stage_tol: float, output_tol: float) -> list[StageDiff]:
+    missing = [n for n in names if n not in ms_out or n not in torch_out]
+    if missing:
+        raise IPTError(f"stages missing from a framework's trace: {missing}")
+    return [diff_arrays(n, ms_out[n], torch_out[n], output_tol if n == "output" else stage_tol) for n in names]
+
+
+def run_parity(weights: str, *, ckpt: str | None = None, task: str | int = 0, image: str | None = None,
+               seed: int = 0, mode: str = "graph", device: str = "auto", stage_tol: float = DEFAULT_STAGE_TOL,
+               output_tol: float = DEFAULT_OUTPUT_TOL, **overrides) -> ParityReport:
+    """Run both frameworks on one input and compare every stage.
+
+    `weights` (any format) feeds the PyTorch twin, and the MindSpore network too unless
+    `ckpt` names a separate MindSpore checkpoint (e.g. the output of `ipt-ms convert`).
+    """
+    import mindspore as ms
+    import torch
+
+    from ipt_ms.convert.weights import load_weights
+    from ipt_ms.inference import build_model
+    from ipt_ms.runtime import configure
+    from parity.torch_runner import build_torch_model
+
+    device = configure(device, mode)
+    spec, torch_state = load_weights(weights, **overrides)
+    ms_spec, ms_state = (spec, torch_state) if ckpt is None else load_weights(ckpt, **overrides)
+    if ms_spec.to_dict() != spec.to_dict():
+        diffs = [k for k, v in spec.to_dict().items() if ms_spec.to_dict().get(k) != v]
+        raise IPTError(f"{ckpt!r} and {weights!r} describe different architectures (differ in: {', '.join(diffs)})")
+    task_idx = spec.task_index(task)
+    x, description = make_input(spec, image, seed)
+
+    timings = {}
+    net = build_model(spec, ms_state)
+    start = time.perf_counter()
+    ms_out = mindspore_stages(net, x, task_idx)
+    timings["mindspore first call"] = time.perf_counter() - start
+    model = build_torch_model(spec, torch_state)
+    start = time.perf_counter()
+    torch_out = torch_stages(model, x, task_idx)
+    timings["pytorch"] = time.perf_counter() - start
+
+    stages = compare_stages(ms_out, torch_out, spec.stage_names(task_idx), stage_tol, output_tol)
+    environment = {"mindspore": ms.__version__, "torch": torch.__version__, "numpy": np.__version__,
+                   "python": platform.python_version(), "machine": platform.machine()}
+    return ParityReport(task=spec.task_names[task_idx], input=description, mode=mode, device=device,
+                        stage_tol=stage_tol, output_tol=output_tol, stages=stages, spec=spec.to_dict(),
+                        timings=timings, environment=environment)
