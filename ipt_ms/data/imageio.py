@@ -1,0 +1,221 @@
+"""Reading and writing images: always HxWx3 uint8 RGB in memory.
+
+Every loader in ``ipt_ms.data`` goes through :func:`read_image`, so the rules are in one
+place:
+
+* grayscale (L, 1-bit) is replicated to 3 channels; palette images are expanded;
+* an alpha channel (RGBA, LA, PA, palette transparency) is **dropped**, not composited on
+  a background, so the colour values stay exactly as stored;
+* CMYK / YCbCr / LAB / HSV are converted to RGB by Pillow;
+* 16-bit images (PNG/TIFF, gray or RGB) become 8-bit with ``round(v / 257)`` (MATLAB's
+  ``im2uint8``), with one warning line naming the file. Pillow would silently truncate
+  16-bit RGB PNGs to their high byte, so those are decoded with OpenCV instead;
+* float images (mode F) in [0, 1] are scaled by 255, otherwise taken as [0, 255]; rounded
+  and clipped, with a warning;
+* multi-frame files (GIF, TIFF) give their first frame; EXIF orientation is **not** applied
+  (pixels as stored, as the official IPT/EDSR code reads them);
+* a missing, truncated, corrupt or non-image file raises :class:`ImageReadError` (an
+  ``IPTError``) that names the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ipt_ms.errors import IPTError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageReadError",
+    "image_size",
+    "list_images",
+    "read_image",
+    "to_uint8",
+    "write_image",
+]
+
+log = logging.getLogger("ipt_ms.data")
+
+#: File extensions (lower case) treated as images when scanning folders.
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+
+_READ_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+class ImageReadError(IPTError):
+    """An image file could not be decoded; ``path`` is the file, ``reason`` why."""
+
+    def __init__(self, path: os.PathLike | str, reason: str):
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"cannot read image {self.path}: {reason}")
+
+
+def _png_bit_depth(path: Path) -> int | None:
+    """Bit depth from a PNG's IHDR chunk (None if not a PNG)."""
+    with open(path, "rb") as fh:
+        head = fh.read(26)
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return head[24]
+
+
+def _sixteen_to_eight(arr: np.ndarray) -> np.ndarray:
+    # round(v / 257) maps 0..65535 onto 0..255 with 257*k -> k exactly (MATLAB im2uint8).
+    return ((arr.astype(np.uint32) * 2 + 257) // 514).astype(np.uint8)
+
+
+def _read_16bit_cv2(path: Path) -> np.ndarray:
+    import cv2  # lazy: only needed for 16-bit colour files
+
+    raw = np.fromfile(str(path), dtype=np.uint8)
+    arr = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise ImageReadError(path, "OpenCV could not decode the 16-bit image")
+    if arr.ndim == 3 and arr.shape[2] >= 3:
+        arr = arr[:, :, 2::-1]  # BGR(A) -> RGB, alpha dropped
+    return arr
+
+
+def _to_rgb8(arr: np.ndarray, path: Path) -> np.ndarray:
+    """Any HxW / HxWxC numeric array -> HxWx3 uint8 (warning on lossy conversions)."""
+    if arr.dtype == np.uint16 or (arr.dtype.kind in "iu" and arr.dtype.itemsize > 1):
+        log.warning("%s: 16-bit image converted to 8-bit (round(v/257))", path)
+        arr = _sixteen_to_eight(np.clip(arr, 0, 65535))
+    elif arr.dtype.kind == "f":
+        log.warning("%s: floating-point image converted to 8-bit", path)
+        arr = arr.astype(np.float64)
+        if np.nanmax(arr) <= 1.0:
+            arr = arr * 255.0
+        arr = np.clip(np.floor(np.nan_to_num(arr) + 0.5), 0, 255).astype(np.uint8)
+    elif arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * 255
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.shape[2] == 2:  # gray + alpha
+        arr = arr[:, :, :1]
+    if arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    elif arr.shape[2] > 3:
+        arr = arr[:, :, :3]
+    return np.ascontiguousarray(arr, dtype=np.uint8)
+
+
+def _pil_to_array(im: Image.Image) -> np.ndarray:
+    mode = im.mode
+    if mode == "RGB":
+        return np.asarray(im)
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        mode = im.mode
+    if mode in ("RGBA", "RGBa", "RGBX", "LA", "La", "PA", "L", "1"):
+        return np.asarray(im)
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        return np.asarray(im)
+    return np.asarray(im.convert("RGB"))
+
+
+def read_image(path: os.PathLike | str) -> np.ndarray:
+    """Read an image file as an HxWx3 uint8 RGB array (rules in the module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(path, "no such file")
+    try:
+        if _png_bit_depth(path) == 16:
+            return _to_rgb8(_read_16bit_cv2(path), path)
+        with Image.open(path) as im:
+            im.load()
+            arr = _pil_to_array(im)
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageReadError(path, "not a recognised image format") from None
+    except _READ_ERRORS as err:
+        raise ImageReadError(path, str(err) or type(err).__name__) from None
+    if arr.ndim < 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ImageReadError(path, f"empty image of shape {arr.shape}")
+    if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3:
+        return arr if arr.flags.writeable else arr.copy()
+    return _to_rgb8(arr, path)
+
+
+def image_size(path: os.PathLike | str) -> tuple[int, int]:
+    """(H, W) from the file header without decoding the pixels (cheap folder validation)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except UnidentifiedImageError:
+        raise ImageReadError(path, "not a recognised image format") from None
+    except _READ_ERRORS as err:
+        raise ImageReadError(path, str(err) or type(err).__name__) from None
+    return h, w
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """Float [0, 255] (any range) -> uint8: round half up and clip, as when saving a PNG."""
+    img = np.asarray(img)
+    if img.dtype == np.uint8:
+        return img
+    return np.clip(np.floor(img.astype(np.float64) + 0.5), 0, 255).astype(np.uint8)
+
+
+def write_image(path: os.PathLike | str, img: np.ndarray, quality: int = 95) -> Path:
+    """Write an HxW or HxWx3 image (uint8, or float in [0, 255], rounded); creates parents."""
+    path = Path(path)
+    arr = to_uint8(img)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise IPTError(f"cannot write {path}: expected HxW or HxWx3 image, got shape {arr.shape}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ext = path.suffix.lower()
+    options = {"compress_level": 3} if ext == ".png" else {}
+    if ext in (".jpg", ".jpeg", ".webp"):
+        options = {"quality": int(quality)}
+    try:
+        Image.fromarray(np.ascontiguousarray(arr)).save(path, **options)
+    except (OSError, ValueError, KeyError) as err:
+        raise IPTError(f"cannot write image {path}: {err}") from None
+    return path
+
+
+def list_images(
+    folder: os.PathLike | str,
+    recursive: bool = True,
+    extensions: Iterable[str] = IMAGE_EXTENSIONS,
+    what: str = "image folder",
+) -> list[Path]:
+    """Sorted image files under ``folder`` (hidden files skipped).
+
+    Raises IPTError naming the folder if it does not exist or holds no images, so a wrong
+    ``--data`` path fails at start-up instead of hours into a run.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise IPTError(f"{what} not found: expected a folder at {folder}")
+    exts = {e.lower() for e in extensions}
+    found: list[Path] = []
+    if recursive:
+        for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            found.extend(
+                Path(dirpath) / f
+                for f in filenames
+                if not f.startswith(".") and os.path.splitext(f)[1].lower() in exts
+            )
+    else:
+        found = [
+            p
+            for p in folder.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in exts
+        ]
+    if not found:
+        raise IPTError(f"{what} {folder} contains no images ({', '.join(sorted(exts))})")
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
