@@ -35,7 +35,7 @@ class WeightsMismatchError(IPTError):
         return "\n".join(lines)
 
 
-class ToleranceExceeded(IPTError):
+class ToleranceExceededError(IPTError):
     """A parity check found errors above tolerance. Exit code 1."""
 
     exit_code = 1

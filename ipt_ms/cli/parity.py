@@ -27,7 +27,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from ipt_ms.convert.weights import load_weights
-    from ipt_ms.errors import ToleranceExceeded
+    from ipt_ms.errors import ToleranceExceededError
     from ipt_ms.fileio import ensure_writable_dir
     from parity.compare import run_parity
 
@@ -52,5 +52,5 @@ def run(args) -> int:
         if not report.ok:
             failed.append(report.task)
     if failed:
-        raise ToleranceExceeded(f"parity tolerance exceeded for task(s): {', '.join(failed)}")
+        raise ToleranceExceededError(f"parity tolerance exceeded for task(s): {', '.join(failed)}")
     return 0

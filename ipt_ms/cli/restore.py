@@ -10,8 +10,6 @@ from ipt_ms.cli._common import (
     setup_logging,
 )
 
-FRAMEWORKS = ("mindspore", "torch")
-
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -22,8 +20,8 @@ def register(subparsers) -> None:
     p.add_argument("--weights", required=True, help=".ckpt, .pt/.pth or .safetensors")
     p.add_argument("--task", default="0", help="task name or index (default 0)")
     p.add_argument("-o", "--output", required=True, help="output directory")
-    p.add_argument("--framework", default="mindspore", choices=FRAMEWORKS,
-                   help="run MindSpore (default) or the PyTorch twin")
+    p.add_argument("--framework", default="mindspore",
+                   help="mindspore (default) or torch (the PyTorch twin)")
     p.add_argument("--batch-size", type=int, default=64, help="tiles per forward pass (default 64)")
     p.add_argument("--protocol", default="official", help="tiling protocol (default: official)")
     p.add_argument("--save-raw", action="store_true", help="also write the float32 output as .npy")
@@ -62,6 +60,7 @@ def run(args) -> int:
     from ipt_ms.data.imageio import read_image, write_image
     from ipt_ms.fileio import atomic_output, ensure_writable_dir
     from ipt_ms.inference import restore_array
+    from ipt_ms.predictors import create_predictor
     from ipt_ms.progress import progress_bar
     from ipt_ms.tiling import get_protocol
 
@@ -70,7 +69,9 @@ def run(args) -> int:
     get_protocol(args.protocol)
     out_dir = ensure_writable_dir(args.output)
     images = [read_image(p) for p in paths]  # decode everything first: a bad file stops before any output
-    predictor, spec = make_predictor(args)
+    predictor, spec = create_predictor(args.framework, args.weights, args.task, batch_size=args.batch_size,
+                                       device=args.device, mode=args.mode, progress=not args.quiet,
+                                       **architecture_overrides(args))
     task = spec.task_names[predictor.task_idx]
     show = not args.quiet and len(images) > 1
     for path, image in progress_bar(list(zip(paths, images)), desc="images", unit="img", enable=show):
@@ -83,18 +84,3 @@ def run(args) -> int:
                 np.save(fh, out.astype(np.float32))
         print(f"{path} -> {target} ({image.shape[1]}x{image.shape[0]} -> {out.shape[1]}x{out.shape[0]})")
     return 0
-
-
-def make_predictor(args):
-    """The chosen framework's predictor for the chosen task, and the model's spec."""
-    overrides = architecture_overrides(args)
-    progress = not args.quiet
-    if args.framework == "torch":
-        from parity.torch_runner import TorchPredictor, load_torch_model
-
-        model, spec = load_torch_model(args.weights, **overrides)
-        return TorchPredictor(model, spec, args.task, args.batch_size, progress=progress), spec
-    from ipt_ms.inference import MindSporePredictor, load_model
-
-    net, spec = load_model(args.weights, device=args.device, mode=args.mode, **overrides)
-    return MindSporePredictor(net, spec, args.task, args.batch_size, progress=progress), spec

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import pickle
-from collections import OrderedDict
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -1,0 +1,38 @@
+"""One entry point for "run this weights file on tiles, in this framework".
+
+A predictor is a callable mapping a numpy batch of input tiles (N, C, P, P) float32 in
+[0, 255] to output tiles (N, C, P*s, P*s), with attributes `framework`, `spec`,
+`task_idx` and `scale`. The tiling code (`ipt_ms.tiling`) only ever sees predictors, so
+restore/eval/parity-bench treat every framework the same way.
+"""
+
+from __future__ import annotations
+
+from ipt_ms.errors import IPTError
+from ipt_ms.spec import IPTSpec
+
+FRAMEWORKS = ("mindspore", "torch")
+_ALIASES = {"ms": "mindspore", "mindspore": "mindspore", "torch": "torch", "pytorch": "torch", "pt": "torch"}
+
+
+def normalise_framework(name: str) -> str:
+    try:
+        return _ALIASES[name.lower()]
+    except KeyError:
+        raise IPTError(f"unknown framework {name!r}; choose one of {', '.join(FRAMEWORKS)}") from None
+
+
+def create_predictor(framework: str, weights: str, task: str | int, *, batch_size: int = 64,
+                     device: str = "auto", mode: str = "graph", progress: bool = False,
+                     **overrides) -> tuple[object, IPTSpec]:
+    """Load `weights` into `framework` and return (predictor for `task`, spec)."""
+    framework = normalise_framework(framework)
+    if framework == "torch":
+        from parity.torch_runner import TorchPredictor, load_torch_model
+
+        model, spec = load_torch_model(weights, **overrides)
+        return TorchPredictor(model, spec, task, batch_size, progress=progress), spec
+    from ipt_ms.inference import MindSporePredictor, load_model
+
+    net, spec = load_model(weights, device=device, mode=mode, **overrides)
+    return MindSporePredictor(net, spec, task, batch_size, progress=progress), spec
