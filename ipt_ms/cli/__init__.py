@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "parity",
     "info",
     "make_weights",
+    "synth",
 ]
 
 

@@ -109,6 +109,12 @@ class Degrader:
         kernel = random_kernel(rng, self.blur)
         return blur_image(target, kernel)
 
+    def kernel_for(self, seed: int, name: str) -> np.ndarray:
+        """The blur kernel ``__call__`` uses for image ``name`` (deblur only)."""
+        if self.task.kind != "deblur":
+            raise IPTError(f"task {self.task.name} has no blur kernel")
+        return random_kernel(image_rng(seed, name, self.task.kind), self.blur)
+
     def __call__(self, clean: np.ndarray, seed: int, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(degraded, target) for a whole image, random draws seeded by (seed, name)."""
         target = self.target(clean)
