@@ -298,7 +298,7 @@ def denoise_benchmark(
     return synthetic_pairs(folder, task, seed=seed, clip=clip)
 
 
-_RAIN_RE = re.compile(r"^rain-?(.+)$", re.IGNORECASE)
+_RAIN_RE = re.compile(r"^rain-(.+)$", re.IGNORECASE)
 
 
 def rain_pairs(root: os.PathLike | str) -> FilePairs:
