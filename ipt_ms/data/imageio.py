@@ -121,8 +121,12 @@ def _pil_to_array(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
 
-def read_image(path: os.PathLike | str) -> np.ndarray:
-    """Read an image file as an HxWx3 uint8 RGB array (rules in the module docstring)."""
+def read_image(path: os.PathLike | str, writable: bool = True) -> np.ndarray:
+    """Read an image file as an HxWx3 uint8 RGB array (rules in the module docstring).
+
+    ``writable=False`` may return a read-only array and saves a copy of the whole image;
+    the training sources use it because they only crop.
+    """
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(path, "no such file")
@@ -141,7 +145,7 @@ def read_image(path: os.PathLike | str) -> np.ndarray:
     if arr.ndim < 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageReadError(path, f"empty image of shape {arr.shape}")
     if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3:
-        return arr if arr.flags.writeable else arr.copy()
+        return arr if arr.flags.writeable or not writable else arr.copy()
     return _to_rgb8(arr, path)
 
 

@@ -110,6 +110,7 @@ def create_mindspore_dataset(
         raise IPTError("give both num_shards and shard_id, or neither")
     if num_shards is not None and (num_shards, shard_id) != (source.num_shards, source.shard_id):
         source = source.shard(num_shards, shard_id)
+    source.warm_up()  # banks are built once here and shipped to the workers
     span = EpochSpan(source, num_epochs, start_epoch, start_step)
 
     # ipt_ms/__init__ (already imported as our parent package) has set the environment

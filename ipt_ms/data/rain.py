@@ -160,7 +160,8 @@ _STREAK_RE = re.compile(r"^rainstreak-?(\d+)$", re.IGNORECASE)
 class StreakLayers:
     """The real streak layers ``rainstreak-*.png`` of a RainTrainL-style folder.
 
-    Files are read lazily and kept in memory (200 layers of RainTrainL are ~30 MB).
+    Files are read lazily (or all at once by ``warm_up``) and kept in memory; the 200
+    layers of RainTrainL take ~30 MB.
     """
 
     def __init__(self, folder: os.PathLike | str):
@@ -181,9 +182,10 @@ class StreakLayers:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getstate__(self):
-        # Workers re-read the files they need instead of receiving pickled arrays.
-        return {"folder": self.folder, "paths": self.paths, "_cache": {}}
+    def warm_up(self) -> None:
+        """Read every layer now (worker processes then receive them with the source)."""
+        for i in range(len(self.paths)):
+            self.layer(i)
 
     def layer(self, i: int) -> np.ndarray:
         if i not in self._cache:
@@ -217,10 +219,10 @@ class ProceduralStreakBank:
     def __len__(self) -> int:
         return self.count
 
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_cache"] = {}
-        return state
+    def warm_up(self) -> None:
+        """Build every layer now (~10 ms each) instead of lazily during training."""
+        for i in range(self.count):
+            self.layer(i)
 
     def layer(self, i: int) -> np.ndarray:
         if i not in self._cache:

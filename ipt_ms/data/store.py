@@ -27,7 +27,7 @@ __all__ = ["ImageStore"]
 
 
 class ImageStore:
-    """``load(path)`` -> HxWx3 uint8 (possibly a read-only memory map)."""
+    """``load(path)`` -> HxWx3 uint8, possibly read-only (callers crop and copy)."""
 
     def __init__(self, memory_mb: float = 0, cache_dir: os.PathLike | str | None = None):
         self.memory_bytes = int(memory_mb * 1024 * 1024)
@@ -49,7 +49,7 @@ class ImageStore:
 
     def _decode(self, path: Path) -> np.ndarray:
         if self.cache_dir is None:
-            return read_image(path)
+            return read_image(path, writable=False)
         npy = self._cache_path(path)
         if npy.is_file():
             try:
