@@ -107,3 +107,23 @@ def test_list_images_sorted_recursive_and_errors(tmp_path, photo):
         list_images(tmp_path / "empty")
     with pytest.raises(IPTError, match="nope"):
         list_images(tmp_path / "nope")
+
+
+@pytest.mark.parametrize("kind", ["baseline", "progressive", "gray", "cmyk", "trailing_bytes"])
+def test_jpeg_fast_path_matches_pillow(tmp_path, photo, kind):
+    from ipt_ms.data.imageio import _plain_jpeg
+
+    path = tmp_path / f"{kind}.jpg"
+    im = Image.fromarray(photo)
+    if kind == "gray":
+        im = im.convert("L")
+    elif kind == "cmyk":
+        im = im.convert("CMYK")
+    im.save(path, quality=90, progressive=kind == "progressive")
+    if kind == "trailing_bytes":
+        path.write_bytes(path.read_bytes() + b"\0" * 10)
+    raw = path.read_bytes()
+    assert _plain_jpeg(raw) == (kind != "cmyk")  # CMYK goes through Pillow's conversion
+    expected = np.asarray(Image.open(path).convert("RGB"))
+    np.testing.assert_array_equal(read_image(path), expected)
+    assert not _plain_jpeg(raw[: len(raw) // 2])  # truncated: no end-of-image marker
