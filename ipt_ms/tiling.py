@@ -15,6 +15,25 @@ Protocols (selectable by name, see `PROTOCOLS`):
     official code runs more than once (the top/left strips repeat the first row/column of
     the main grid) are run once here; the model is per-sample, so the result is the same.
 
+``zoo``
+    The official MindSpore test-time chop (mindspore-ai/models research/cv/IPT,
+    ``IPT_post.forward``, ``--chop_new``): tiles at stride P - P/4 (36 for P = 48); every
+    output pixel comes from exactly one tile, the one whose central (P - P/4)*s window
+    holds it (outer borders from the first/last tile), **no averaging**; the bottom/right
+    remainder strips and corner are joined as in ``official``. The zoo code casts tiles
+    to float16 on Ascend; here everything stays float32 (same geometry, not the same
+    rounding).
+
+``paper``
+    What the paper states ("48x48 patches with a 10-pixel overlap"): tiles at stride
+    P - 10 (overlap scaled with P for other patch sizes), the last tile flush with the
+    border; overlaps are blended with a linear cross-fade. The paper does not say how it
+    blends, so this protocol is ours, not a reproduction.
+
+Self-ensemble x8 (``self_ensemble=True``, `ensemble_forward`) wraps any protocol as the
+official ``forward_x8`` does: 8 flips/transposes of the whole image, each tiled and
+restored, undone and averaged.
+
 Images smaller than P on either side are padded (half-sample symmetric) to P and the
 output is cropped back.
 """
@@ -65,15 +84,19 @@ def _positions(length: int, geo: _ChopGeometry) -> list[int]:
     return list(range(0, length - geo.patch + 1, geo.stride))
 
 
-def official_origins(height: int, width: int, patch: int) -> list[Origin]:
-    """Every distinct input tile the official protocol runs, as (top, left) offsets."""
-    geo = _ChopGeometry(patch, 1)
-    rows, cols = _positions(height, geo), _positions(width, geo)
+def _grid_and_strips(height: int, width: int, patch: int, rows: list[int], cols: list[int]) -> list[Origin]:
+    """Main grid plus the bottom strip, right strip and corner that both official chops run."""
     origins = {(r, c) for r in rows for c in cols}
     origins |= {(height - patch, c) for c in cols}  # bottom strip
     origins |= {(r, width - patch) for r in rows}  # right strip
     origins.add((height - patch, width - patch))  # bottom-right corner
     return sorted(origins)
+
+
+def official_origins(height: int, width: int, patch: int) -> list[Origin]:
+    """Every distinct input tile the official protocol runs, as (top, left) offsets."""
+    geo = _ChopGeometry(patch, 1)
+    return _grid_and_strips(height, width, patch, _positions(height, geo), _positions(width, geo))
 
 
 def _strip(outputs: dict[Origin, np.ndarray], fixed: int, positions: list[int], span: int,
@@ -131,12 +154,137 @@ def official_assemble(outputs: dict[Origin, np.ndarray], height: int, width: int
     # bottom and right remainders, concatenated at the official (rounded) seams
     y_bottom = _strip(outputs, height - P, cols, w_main, geo, horizontal=True)
     y_right = _strip(outputs, width - P, rows, h_main, geo, horizontal=False)
-    y_corner = outputs[(height - P, width - P)]
+    return _join_remainders(y, y_bottom, y_right, outputs[(height - P, width - P)], h_cut, w_cut, P, s)
+
+
+def _join_remainders(y: np.ndarray, y_bottom: np.ndarray, y_right: np.ndarray, y_corner: np.ndarray,
+                     h_cut: int, w_cut: int, patch: int, scale: int) -> np.ndarray:
+    """Append the bottom strip, right strip and corner tile to the main grid's output.
+
+    Both official chops (PyTorch forward_chop and MindSpore chop_new) keep the main grid
+    up to (P - cut)/2 input pixels from its end and take the rest from the strip, with
+    the rounding of the original code (the two seams differ by one pixel when (P - cut) * s
+    is odd).
+    """
+    P, s = patch, scale
     keep_h, skip_h = int((P - h_cut) / 2 * s), int((P - h_cut) / 2 * s + 0.5)
     keep_w, skip_w = int((P - w_cut) / 2 * s), int((P - w_cut) / 2 * s + 0.5)
     y = np.concatenate([y[:, :y.shape[1] - keep_h, :], y_bottom[:, skip_h:, :]], axis=1)
     right = np.concatenate([y_right[:, :y_right.shape[1] - keep_h, :], y_corner[:, skip_h:, :]], axis=1)
     return np.concatenate([y[:, :, :y.shape[2] - keep_w], right[:, :, skip_w:]], axis=2)
+
+
+# ----------------------------------------------------------------------------- zoo
+
+
+@dataclass(frozen=True)
+class _ZooGeometry:
+    """Sizes of the MindSpore model-zoo chop (`IPT_post.forward`, --chop_new) for patch P, scale s."""
+
+    patch: int
+    scale: int
+
+    def __post_init__(self) -> None:
+        if self.patch % 8:
+            raise IPTError(f"the zoo tiling needs a patch size divisible by 8, got {self.patch}")
+
+    @property
+    def shave(self) -> int:  # overlap between neighbouring tiles, in input pixels (P/4)
+        return self.patch // 4
+
+    @property
+    def stride(self) -> int:  # P - P/4 (36 for P = 48)
+        return self.patch - self.shave
+
+    @property
+    def crop(self) -> int:  # output pixels each tile gives up to its neighbour, per side
+        return self.shave // 2 * self.scale
+
+
+def zoo_origins(height: int, width: int, patch: int) -> list[Origin]:
+    """Input tiles of the zoo protocol: stride P - P/4 grid, bottom/right strips, corner."""
+    stride = _ZooGeometry(patch, 1).stride
+    return _grid_and_strips(height, width, patch, list(range(0, height - patch + 1, stride)),
+                            list(range(0, width - patch + 1, stride)))
+
+
+def _zoo_spans(count: int, length: int, geo: _ZooGeometry) -> list[tuple[int, int]]:
+    """Output range each of `count` tiles along an axis supplies: its central window, the
+    first and last tile also the outer border. No pixel comes from two tiles."""
+    ostride = geo.stride * geo.scale
+    starts = [0] + [geo.crop + j * ostride for j in range(1, count)]
+    return list(zip(starts, starts[1:] + [length]))
+
+
+def _zoo_mosaic(outputs: dict[Origin, np.ndarray], rows: list[int], cols: list[int], size: tuple[int, int],
+                geo: _ZooGeometry) -> np.ndarray:
+    """Each output pixel copied from the one tile whose central window holds it."""
+    ostride = geo.stride * geo.scale
+    channels = next(iter(outputs.values())).shape[0]
+    out = np.empty((channels,) + size, np.float32)
+    for i, (r, (y0, y1)) in enumerate(zip(rows, _zoo_spans(len(rows), size[0], geo))):
+        for j, (c, (x0, x1)) in enumerate(zip(cols, _zoo_spans(len(cols), size[1], geo))):
+            ty, tx = i * ostride, j * ostride
+            out[:, y0:y1, x0:x1] = outputs[(r, c)][:, y0 - ty:y1 - ty, x0 - tx:x1 - tx]
+    return out
+
+
+def zoo_assemble(outputs: dict[Origin, np.ndarray], height: int, width: int, patch: int,
+                 scale: int) -> np.ndarray:
+    """Combine tiles as the official MindSpore chop_new: no averaging, edge strips as official."""
+    geo = _ZooGeometry(patch, scale)
+    P, s = patch, scale
+    rows = list(range(0, height - P + 1, geo.stride))
+    cols = list(range(0, width - P + 1, geo.stride))
+    h_cut, w_cut = (height - P) % geo.stride, (width - P) % geo.stride
+    h_main, w_main = (height - h_cut) * s, (width - w_cut) * s
+    y = _zoo_mosaic(outputs, rows, cols, (h_main, w_main), geo)
+    y_bottom = _zoo_mosaic(outputs, [height - P], cols, (P * s, w_main), geo)
+    y_right = _zoo_mosaic(outputs, rows, [width - P], (h_main, P * s), geo)
+    return _join_remainders(y, y_bottom, y_right, outputs[(height - P, width - P)], h_cut, w_cut, P, s)
+
+
+# ----------------------------------------------------------------------------- paper
+
+
+def paper_overlap(patch: int) -> int:
+    """Overlap of neighbouring tiles in the paper protocol: 10 px at P = 48, scaled with P."""
+    return max(1, round(patch * 10 / 48))
+
+
+def _paper_positions(length: int, patch: int) -> list[int]:
+    stride = max(1, patch - paper_overlap(patch))
+    positions = list(range(0, length - patch + 1, stride))
+    if positions[-1] + patch < length:  # last tile flush with the border (overlaps a bit more)
+        positions.append(length - patch)
+    return positions
+
+
+def paper_origins(height: int, width: int, patch: int) -> list[Origin]:
+    """Input tiles of the paper protocol: P-pixel tiles overlapping by `paper_overlap(P)`."""
+    return [(r, c) for r in _paper_positions(height, patch) for c in _paper_positions(width, patch)]
+
+
+def _ramp(length: int, fade: int) -> np.ndarray:
+    """1-D blending weight of a tile: rises linearly over `fade` pixels at each end, never 0."""
+    x = np.arange(length, dtype=np.float64) + 0.5
+    return np.minimum(1.0, np.minimum(x, length - x) / fade)
+
+
+def paper_assemble(outputs: dict[Origin, np.ndarray], height: int, width: int, patch: int,
+                   scale: int) -> np.ndarray:
+    """Weighted average of the tiles: linear cross-fade across each overlap (weights sum to 1
+    there); where one tile covers a pixel it is taken as is."""
+    side = patch * scale
+    ramp = _ramp(side, paper_overlap(patch) * scale)
+    weight = np.outer(ramp, ramp)
+    channels = next(iter(outputs.values())).shape[0]
+    acc = np.zeros((channels, height * scale, width * scale), np.float64)
+    total = np.zeros((height * scale, width * scale), np.float64)
+    for (r, c), tile in outputs.items():
+        acc[:, r * scale:r * scale + side, c * scale:c * scale + side] += weight * tile
+        total[r * scale:r * scale + side, c * scale:c * scale + side] += weight
+    return (acc / total).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -152,6 +300,10 @@ class Protocol:
 PROTOCOLS: dict[str, Protocol] = {
     "official": Protocol("official", official_origins, official_assemble,
                          "official PyTorch forward_chop: stride P/4, central windows averaged, edge strips"),
+    "zoo": Protocol("zoo", zoo_origins, zoo_assemble,
+                    "official MindSpore chop_new: stride P - P/4, central windows tiled without averaging"),
+    "paper": Protocol("paper", paper_origins, paper_assemble,
+                      "paper: P-px tiles overlapping by 10 px (at P = 48), linear cross-fade"),
 }
 
 
@@ -171,8 +323,15 @@ def pad_to_patch(image: np.ndarray, patch: int) -> np.ndarray:
 
 
 def tiled_forward(image: np.ndarray, predict: Predict, *, scale: int, patch: int,
-                  protocol: str = "official") -> np.ndarray:
-    """Restore a (C, H, W) float32 image of any size with `predict`; returns (C, H*s, W*s)."""
+                  protocol: str = "official", self_ensemble: bool = False) -> np.ndarray:
+    """Restore a (C, H, W) float32 image of any size with `predict`; returns (C, H*s, W*s).
+
+    `self_ensemble` runs the protocol on the 8 flips/transposes of the whole image and
+    averages the undone outputs (`ensemble_forward`).
+    """
+    if self_ensemble:
+        return ensemble_forward(image, lambda x: tiled_forward(x, predict, scale=scale, patch=patch,
+                                                               protocol=protocol))
     if image.ndim != 3:
         raise IPTError(f"expected a (C, H, W) image, got shape {image.shape}")
     proto = get_protocol(protocol)
@@ -187,3 +346,41 @@ def tiled_forward(image: np.ndarray, predict: Predict, *, scale: int, patch: int
         raise IPTError(f"predictor returned {results.shape}, expected {expected}")
     out = proto.assemble(dict(zip(origins, results)), ph, pw, patch, scale)
     return out[:, :h * scale, :w * scale]
+
+
+# ----------------------------------------------------------------------------- self-ensemble
+
+_FLIPS = {"v": lambda x: x[:, :, ::-1], "h": lambda x: x[:, ::-1, :], "t": lambda x: x.transpose(0, 2, 1)}
+
+
+def ensemble_inputs(image: np.ndarray) -> list[np.ndarray]:
+    """The 8 inputs of the official forward_x8, in its order [x, v, h, hv, t, tv, th, thv]:
+    each of flip-W ('v'), flip-H ('h') and transpose ('t') applied to every entry so far."""
+    variants = [image]
+    for op in "vht":
+        variants += [_FLIPS[op](v) for v in variants]
+    return [np.ascontiguousarray(v) for v in variants]
+
+
+def ensemble_undo(output: np.ndarray, index: int) -> np.ndarray:
+    """Map the output of variant `index` back to the original orientation (official order:
+    transpose if index > 3, then flip H if index % 4 > 1, then flip W if index is odd)."""
+    if index > 3:
+        output = _FLIPS["t"](output)
+    if index % 4 > 1:
+        output = _FLIPS["h"](output)
+    if index % 2 == 1:
+        output = _FLIPS["v"](output)
+    return output
+
+
+def ensemble_forward(image: np.ndarray, forward: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Self-ensemble x8 over any whole-image `forward` (C, H, W) -> (C, H*s, W*s): mean of the
+    8 undone outputs (accumulated in float64, returned as float32)."""
+    if image.ndim != 3:
+        raise IPTError(f"expected a (C, H, W) image, got shape {image.shape}")
+    total = None
+    for index, variant in enumerate(ensemble_inputs(image)):
+        out = ensemble_undo(forward(variant), index).astype(np.float64)
+        total = out if total is None else total + out
+    return (total / 8.0).astype(np.float32)

@@ -21,6 +21,8 @@ COMMAND_MODULES = [
     "info",
     "make_weights",
     "synth",
+    "eval",
+    "parity_bench",
 ]
 
 

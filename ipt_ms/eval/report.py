@@ -1,0 +1,203 @@
+"""Report writing shared by `ipt-ms eval` and `ipt-ms parity-bench`.
+
+Tables like the paper's (one row per method, one column per benchmark set, published
+numbers as a reference row), per-image tables, and the files: Markdown, CSV and JSON,
+each written atomically (a crash leaves the previous file or none, never half of one).
+Also the labelled side-by-side PNG strip used by parity-bench.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from ipt_ms.eval.engine import EvalSettings, Runner, SetSummary
+from ipt_ms.eval.reference import paper_value
+from ipt_ms.fileio import atomic_output
+from ipt_ms.tasks import Task
+
+__all__ = ["fmt", "markdown_table", "method_name", "paper_table", "per_image_table", "settings_lines",
+           "strip_image", "summary_rows", "write_csv", "write_eval_reports", "write_json", "write_text"]
+
+Table = tuple[list[str], list[list[str]]]
+
+
+def fmt(value: float | None, digits: int = 2, signed: bool = False) -> str:
+    """A number for a table: fixed digits, 'inf' for identical images, '-' for none."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub-flavoured Markdown table with padded columns (readable as plain text too)."""
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in rows])
+
+
+def write_text(path: os.PathLike | str, text: str) -> Path:
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
+
+
+def write_json(path: os.PathLike | str, payload: dict) -> Path:
+    return write_text(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+
+
+def write_csv(path: os.PathLike | str, header: list[str], rows: list[list]) -> Path:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return write_text(path, buffer.getvalue())
+
+
+def task_label(task: Task) -> str:
+    """The task column of a paper-style table: x2, sigma 30, rain, blur."""
+    if task.kind == "sr":
+        return f"x{task.scale}"
+    if task.kind == "denoise":
+        return f"sigma {task.sigma:g}"
+    return {"derain": "rain", "deblur": "blur"}.get(task.kind, task.name)
+
+
+def method_name(runner: Runner, settings: EvalSettings) -> str:
+    """Row label: weights file, framework, protocol (+x8)."""
+    ensemble = " +x8" if settings.self_ensemble else ""
+    return f"IPT {Path(runner.weights).name} [{runner.label}, {settings.protocol}{ensemble}]"
+
+
+def paper_table(summary: dict[str, dict[str, SetSummary]], settings: EvalSettings, set_names: list[str],
+                methods: dict[str, str], metric: str = "psnr", digits: int = 2) -> Table:
+    """Method x set table of one metric, with the published number as the first row when known."""
+    task = settings.parsed_task
+    header = ["Method", "Task"] + list(set_names)
+    rows = []
+    published = [paper_value(task.name, s, metric) for s in set_names]
+    if metric in ("psnr", "ssim") and any(v is not None for v in published):
+        rows.append(["IPT (paper)", task_label(task)] + [fmt(v, digits if metric == "psnr" else 4) for v in published])
+    for label, name in methods.items():
+        cells = [getattr(summary[label].get(s), metric, None) if s in summary[label] else None for s in set_names]
+        rows.append([name, task_label(task)] + [fmt(v, digits) for v in cells])
+    return header, rows
+
+
+def summary_rows(summary: dict[str, dict[str, SetSummary]], task: str) -> Table:
+    """One CSV row per (runner, set) with every mean and the timing."""
+    header = ["runner", "set", "images", "psnr_y", "psnr_rgb", "ssim_y", "seconds", "images_per_second",
+              "tiles", "paper_psnr"]
+    rows = []
+    for label, per_set in summary.items():
+        for set_name, s in per_set.items():
+            rows.append([label, set_name, s.images, s.psnr, s.psnr_rgb, s.ssim, round(s.seconds, 3),
+                         None if s.images_per_second is None else round(s.images_per_second, 4), s.tiles,
+                         paper_value(task, set_name)])
+    return header, rows
+
+
+def per_image_table(records: list[dict], labels: list[str], digits: int = 4) -> Table:
+    """Set, image and each runner's PSNR-Y / SSIM-Y / seconds."""
+    header = ["Set", "Image"]
+    for label in labels:
+        header += [f"PSNR {label}", f"SSIM {label}", f"s {label}"]
+    rows = []
+    for rec in records:
+        row = [rec["set"], rec["name"]]
+        for label in labels:
+            run = rec["runs"].get(label, {})
+            row += [fmt(run.get("psnr"), digits), fmt(run.get("ssim"), 4), fmt(run.get("seconds"), 2)]
+        rows.append(row)
+    return header, rows
+
+
+def settings_lines(settings: EvalSettings, runners: list[Runner], sets: list[str]) -> list[str]:
+    """Markdown bullet list of what produced the numbers."""
+    task = settings.parsed_task
+    lines = [f"- task: `{settings.task}`; sets: {', '.join(sets)}",
+             f"- tiling protocol: `{settings.protocol}`; self-ensemble x8: {'yes' if settings.self_ensemble else 'no'}",
+             f"- PSNR/SSIM on Y (BT.601, official coefficients), output quantised; shave: "
+             f"{settings.shave if settings.shave is not None else 'scale for SR, none for scale 1 (official)'}"]
+    if task.kind == "denoise":
+        lines.append(f"- noise: sigma {task.sigma:g}, seeded per (seed {settings.seed}, image name), "
+                     f"{'clipped to [0, 255]' if settings.clip else 'not clipped'}, not rounded")
+    if task.kind == "sr":
+        source = f"official files (LR_bicubic/X{task.scale})" if settings.lr == "files" else settings.lr
+        lines.append(f"- LR images: {source}")
+    for r in runners:
+        lines.append(f"- {r.label}: `{r.weights}` (sha256 {r.weights_id[:12]})")
+    return lines
+
+
+def write_eval_reports(out_dir: os.PathLike | str, title: str, settings: EvalSettings, runners: list[Runner],
+                       set_names: list[str], records: list[dict], summary: dict[str, dict[str, SetSummary]],
+                       extra_markdown: str = "", extra_json: dict | None = None,
+                       stem: str = "report") -> tuple[list[Path], str]:
+    """Write <stem>.md/.json, summary.csv and per_image.csv; returns (paths, the printed tables)."""
+    out_dir = Path(out_dir)
+    methods = {r.label: method_name(r, settings) for r in runners}
+    labels = [r.label for r in runners]
+    tables = [("PSNR (dB, Y)", paper_table(summary, settings, set_names, methods, "psnr"))]
+    if settings.ssim:
+        tables.append(("SSIM (Y)", paper_table(summary, settings, set_names, methods, "ssim", digits=4)))
+    tables.append(("PSNR (dB, RGB)", paper_table(summary, settings, set_names, methods, "psnr_rgb")))
+    printed = "\n\n".join(f"{name}\n{markdown_table(*table)}" for name, table in tables[:2])
+    timing_rows = [[lb, ss, str(s.images), fmt(s.seconds, 1), fmt(s.images_per_second, 3), str(s.tiles)]
+                   for lb, per in summary.items() for ss, s in per.items()]
+    parts = [f"# {title}", "", *settings_lines(settings, runners, set_names), ""]
+    for name, table in tables:
+        parts += [f"## {name}", "", markdown_table(*table), ""]
+    if extra_markdown:
+        parts += [extra_markdown.rstrip(), ""]
+    parts += ["## Timing", "", markdown_table(["Runner", "Set", "Images", "Seconds", "Images/s", "Tiles"],
+                                              timing_rows), "",
+              "## Per image", "", markdown_table(*per_image_table(records, labels)), ""]
+    means = {lb: {s: asdict(v) for s, v in per.items()} for lb, per in summary.items()}
+    payload = {"title": title, "settings": settings.to_dict(), "runners": [r.describe() for r in runners],
+               "sets": set_names, "summary": means,
+               "paper_psnr": {s: paper_value(settings.task, s) for s in set_names}, "images": records}
+    if extra_json:
+        payload.update(extra_json)
+    csv_rows = [[rec["set"], rec["name"], lb, rec["runs"][lb]["psnr"], rec["runs"][lb]["psnr_rgb"],
+                 rec["runs"][lb].get("ssim"), rec["runs"][lb]["seconds"], rec["runs"][lb].get("tiles")]
+                for rec in records for lb in labels if lb in rec["runs"]]
+    paths = [write_text(out_dir / f"{stem}.md", "\n".join(parts)),
+             write_json(out_dir / f"{stem}.json", payload),
+             write_csv(out_dir / "summary.csv", *summary_rows(summary, settings.task)),
+             write_csv(out_dir / "per_image.csv", ["set", "image", "runner", "psnr_y", "psnr_rgb", "ssim_y",
+                                                   "seconds", "tiles"], csv_rows)]
+    return paths, printed
+
+
+def _label_panel(panel: np.ndarray, text: str) -> np.ndarray:
+    """A panel with a black title bar above it (PIL's built-in bitmap font)."""
+    from PIL import Image, ImageDraw
+
+    bar = Image.new("RGB", (panel.shape[1], 16), (0, 0, 0))
+    ImageDraw.Draw(bar).text((3, 2), text, fill=(255, 255, 255))
+    return np.concatenate([np.asarray(bar), panel], axis=0)
+
+
+def strip_image(panels: list[tuple[str, np.ndarray]], gap: int = 4) -> np.ndarray:
+    """Labelled H x W x 3 panels side by side (uint8), separated by white gaps."""
+    from ipt_ms.data.imageio import to_uint8
+
+    height = max(p.shape[0] for _, p in panels)
+    columns = []
+    for title, panel in panels:
+        panel = to_uint8(panel)
+        panel = np.pad(panel, ((0, height - panel.shape[0]), (0, 0), (0, 0)))
+        columns += [_label_panel(panel, title), np.full((height + 16, gap, 3), 255, np.uint8)]
+    return np.concatenate(columns[:-1], axis=1)

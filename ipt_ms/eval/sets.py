@@ -1,0 +1,143 @@
+"""Benchmark sets for evaluation: located with the data loaders, checked before any work.
+
+Loading goes through `ipt_ms.data.folders.benchmark` (EDSR layout for SR, clean folders
+plus seeded noise for denoising, Rain100L for deraining, GoPro for deblurring). Before a
+single tile runs, every selected file's header is read (no pixel decoding) so that a bad
+set fails at start-up with one line naming the file:
+
+* an LR image whose HR partner is not LR*s (up to the s - 1 pixel modcrop remainder) or,
+  for scale-1 pairs, not the same size;
+* images of different modes in one set: every image must have the set's mode (8-bit RGB,
+  8-bit gray, 16-bit, with alpha, ...), and an input must have its ground truth's mode.
+  The one exception is the case the official loader was written for: 8-bit grayscale
+  images inside an 8-bit RGB set are read as three equal channels (a warning names them).
+  ``allow_mixed_modes`` turns the check off (every image is then read as 8-bit RGB);
+* a missing LR scale folder (``LR_bicubic/X<s>``): by default the official LR files are
+  required (``lr="files"``); ``lr="generate"`` makes them with MATLAB-exact bicubic.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from ipt_ms.data.folders import BENCHMARK_SETS, PairDataset, benchmark
+from ipt_ms.data.imageio import ImageReadError
+from ipt_ms.errors import IPTError
+from ipt_ms.tasks import Task
+
+__all__ = ["EvalSet", "check_set", "default_sets", "file_mode", "load_sets"]
+
+log = logging.getLogger("ipt_ms.eval")
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_COLOUR = {0: "gray", 2: "RGB", 3: "RGB", 4: "gray+alpha", 6: "RGBA"}
+_PIL_MODES = {"1": "8-bit gray", "L": "8-bit gray", "P": "8-bit RGB", "RGB": "8-bit RGB", "YCbCr": "8-bit RGB",
+              "RGBA": "8-bit RGBA", "LA": "8-bit gray+alpha", "PA": "8-bit RGBA", "I;16": "16-bit gray",
+              "I;16B": "16-bit gray", "I": "32-bit integer", "F": "32-bit float", "CMYK": "CMYK"}
+
+
+@dataclass
+class EvalSet:
+    """A named benchmark set, possibly cut to its first images (``--limit``)."""
+
+    name: str
+    dataset: PairDataset
+
+    @property
+    def names(self) -> list[str]:
+        return self.dataset.names
+
+
+def default_sets(task: Task) -> list[str]:
+    """The sets IPT reports for a task kind (SR: Set5, Set14, B100, Urban100; ...)."""
+    return list(BENCHMARK_SETS.get(task.kind, ()))
+
+
+def _header(path: Path) -> tuple[str, tuple[int, int]]:
+    """(mode description, (height, width)) from the file header, without decoding pixels."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(26)
+        if len(head) >= 26 and head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR":
+            width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+            depth, colour = head[24], head[25]
+            depth = 8 if colour == 3 else depth  # palette indices, expanded to 8-bit RGB
+            return f"{max(depth, 8)}-bit {_PNG_COLOUR.get(colour, f'colour type {colour}')}", (height, width)
+        with Image.open(path) as im:
+            mode = _PIL_MODES.get(im.mode, im.mode)
+            return mode, (im.size[1], im.size[0])
+    except UnidentifiedImageError:
+        raise ImageReadError(path, "not a recognised image format") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageReadError(path, str(err) or type(err).__name__) from None
+
+
+def file_mode(path: os.PathLike | str) -> str:
+    """How an image file stores its pixels, e.g. '8-bit RGB', '8-bit gray', '16-bit RGB'."""
+    return _header(Path(path))[0]
+
+
+def _compatible(mode: str, reference: str) -> bool:
+    return mode == reference or {mode, reference} == {"8-bit RGB", "8-bit gray"}
+
+
+def _mixed(set_name: str, path: Path, mode: str, other: str) -> IPTError:
+    return IPTError(f"{set_name}: {path} is {mode} but {other}; convert it, or pass --allow-mixed-modes "
+                    "to read every image as 8-bit RGB as the official loader does")
+
+
+def check_set(set_name: str, dataset: PairDataset, allow_mixed_modes: bool = False) -> None:
+    """Validate sizes and modes of every file of `dataset` (rules in the module docstring)."""
+    scale = int(dataset.scale)
+    headers = {}
+    for entry in dataset.entries:
+        for path in (entry.gt, entry.lq):
+            if path is not None and path not in headers:
+                headers[path] = _header(Path(path))
+    for entry in dataset.entries:
+        if entry.lq is None:
+            continue
+        (_, (lh, lw)), (_, (gh, gw)) = headers[entry.lq], headers[entry.gt]
+        if not (lh * scale <= gh < (lh + 1) * scale and lw * scale <= gw < (lw + 1) * scale):
+            need = f"{lw * scale}x{lh * scale}" + (f" (+ up to {scale - 1} px)" if scale > 1 else "")
+            raise IPTError(f"{set_name}: {entry.lq} is {lw}x{lh} but its ground truth {entry.gt} is {gw}x{gh}; "
+                           f"expected {need} for x{scale}")
+    if allow_mixed_modes:
+        return
+    reference = Counter(headers[e.gt][0] for e in dataset.entries).most_common(1)[0][0]
+    for entry in dataset.entries:
+        gt_mode = headers[entry.gt][0]
+        if not _compatible(gt_mode, reference):
+            raise _mixed(set_name, entry.gt, gt_mode, f"the set's other images are {reference}")
+        if entry.lq is not None and headers[entry.lq][0] != gt_mode:
+            raise _mixed(set_name, entry.lq, headers[entry.lq][0], f"its ground truth {entry.gt} is {gt_mode}")
+        if gt_mode == "8-bit gray" and reference == "8-bit RGB":
+            log.warning("%s: %s is %s; read as 3 equal channels, as the official loader does",
+                        set_name, entry.gt, gt_mode)
+
+
+def load_sets(data_dir: os.PathLike | str, names: list[str], task: Task, *, seed: int = 0, clip: bool = True,
+              lr: str = "files", limit: int | None = None, allow_mixed_modes: bool = False) -> list[EvalSet]:
+    """Locate, cut (`limit` first images) and validate every named set; nothing runs yet."""
+    if not names:
+        raise IPTError(f"no benchmark sets given for task {task.name}")
+    if limit is not None and limit < 1:
+        raise IPTError(f"--limit must be >= 1, got {limit}")
+    if not Path(data_dir).is_dir():
+        raise IPTError(f"data folder not found: {data_dir}")
+    if len(set(names)) != len(names):
+        raise IPTError(f"a benchmark set is listed twice: {', '.join(names)}")
+    sets = []
+    for name in names:
+        dataset = benchmark(data_dir, name, task, seed=seed, clip=clip, lr=lr)
+        if limit is not None and limit < len(dataset):
+            dataset = dataset.subset(dataset.names[:limit])
+        check_set(name, dataset, allow_mixed_modes)
+        sets.append(EvalSet(name, dataset))
+    return sets
