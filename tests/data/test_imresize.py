@@ -102,6 +102,26 @@ def test_x2_x4_weights_are_exact_dyadics():
         assert np.array_equal(scaled, np.round(scaled))
 
 
+def test_x3_weights_are_multiples_of_one_81st():
+    # The float32 fast path relies on this (see imresize._exact_in_float32).
+    weights, _ = contributions(120, 40, 1.0 / 3)
+    scaled = weights * 81
+    np.testing.assert_allclose(scaled, np.round(scaled), atol=1e-9)
+
+
+@pytest.mark.parametrize("s", [2, 3, 4])
+def test_float32_fast_path_rounds_exactly_like_float64(photos, monkeypatch, s):
+    rng = np.random.default_rng(s)
+    n = 24 * s
+    images = [rng.integers(0, 256, (n, n + s, 3), dtype=np.uint8) for _ in range(20)]
+    images += [(rng.integers(0, 2, (n, n, 3)) * 255).astype(np.uint8) for _ in range(20)]  # saturating
+    images += [np.ascontiguousarray(p[:n, : 2 * n]) for p in photos]
+    fast = [imresize(im, 1 / s) for im in images]
+    monkeypatch.setattr(imresize_mod, "_exact_in_float32", lambda *args: False)
+    for im, f in zip(images, fast):
+        np.testing.assert_array_equal(f, imresize(im, 1 / s))
+
+
 def test_border_taps_use_half_sample_symmetric_reflection():
     weights, idx = contributions(16, 8, 0.5)
     # Output 1 centres at input 1.5 (1-based): taps -2..5 -> mirrored [2,1,0,0,1,2,3,4] 0-based.
