@@ -20,7 +20,9 @@ Protocols (selectable by name, see `PROTOCOLS`):
     ``IPT_post.forward``, ``--chop_new``): tiles at stride P - P/4 (36 for P = 48); every
     output pixel comes from exactly one tile, the one whose central (P - P/4)*s window
     holds it (outer borders from the first/last tile), **no averaging**; the bottom/right
-    remainder strips and corner are joined as in ``official``. The zoo code casts tiles
+    remainder strips and corner are joined as in ``official``. One quirk is kept: the top
+    border (P/8*s rows) comes from tile (0, 0) up to column P*s, because chop_new pastes
+    the left strip after the top strip. The zoo code casts tiles
     to float16 on Ascend; here everything stays float32 (same geometry, not the same
     rounding).
 
@@ -239,6 +241,9 @@ def zoo_assemble(outputs: dict[Origin, np.ndarray], height: int, width: int, pat
     h_cut, w_cut = (height - P) % geo.stride, (width - P) % geo.stride
     h_main, w_main = (height - h_cut) * s, (width - w_cut) * s
     y = _zoo_mosaic(outputs, rows, cols, (h_main, w_main), geo)
+    # chop_new writes the left strip over the first P*s columns *after* the top strip, and the
+    # left strip's top rows come from tile (0, 0): so does the top border up to column P*s
+    y[:, :geo.crop, :P * s] = outputs[(0, 0)][:, :geo.crop, :P * s]
     y_bottom = _zoo_mosaic(outputs, [height - P], cols, (P * s, w_main), geo)
     y_right = _zoo_mosaic(outputs, rows, [width - P], (h_main, P * s), geo)
     return _join_remainders(y, y_bottom, y_right, outputs[(height - P, width - P)], h_cut, w_cut, P, s)
