@@ -14,7 +14,8 @@ the fly), ``name`` the image's name in its set. Layouts (see ipt-conventions.md 
 * Rain100L: ``rainy/rain-N.png`` + ``norain-N.png`` (all images; IPT's MindSpore eval
   scores only 1 in 10 by default) and RainTrainL: flat ``rain-N.png`` / ``norain-N.png``
   (:func:`rain_pairs`);
-* GoPro: ``{train,test}/<SEQ>/{blur,sharp}/<frame>.png`` (:func:`gopro`).
+* GoPro: ``{train,test}/<SEQ>/{blur,sharp}/<frame>.png``, or the Restormer repackaging
+  ``{train,test}/{input,target}/<name>.png`` (:func:`gopro`).
 
 A missing folder or file raises ``IPTError`` saying which path was expected.
 """
@@ -325,7 +326,8 @@ def rain_pairs(root: os.PathLike | str) -> FilePairs:
 
 
 def gopro(root: os.PathLike | str, split: str = "test", blur_dir: str = "blur") -> FilePairs:
-    """GoPro ``{train,test}/<SEQ>/{blur,blur_gamma,sharp}/<frame>.png`` (names: SEQ/frame).
+    """GoPro ``{train,test}/<SEQ>/{blur,blur_gamma,sharp}/<frame>.png`` (names: SEQ/frame),
+    or ``{train,test}/{input,target}/<name>.png`` (Restormer layout; names: file stem).
 
     ``root`` may be ``GOPRO_Large`` itself or a folder containing it (or ``GoPro``).
     """
@@ -339,6 +341,15 @@ def gopro(root: os.PathLike | str, split: str = "test", blur_dir: str = "blur") 
         if not (root / split).is_dir() and (root / candidate / split).is_dir():
             base = root / candidate
     split_dir = _require_dir(base / split, f"GoPro {split} folder")
+    if (split_dir / "input").is_dir() and (split_dir / "target").is_dir():
+        # Restormer-style repackaging: {train,test}/{input,target}/<name>.png
+        entries = []
+        for b in _image_files(split_dir / "input", "GoPro input folder"):
+            s = _find_with_stem(split_dir / "target", b.stem)
+            if s is None:
+                raise IPTError(f"target for {b} not found: expected {split_dir / 'target' / b.name}")
+            entries.append(PairEntry(name=b.stem, gt=s, lq=b))
+        return FilePairs(entries, scale=1, description=f"GoPro {split} pairs")
     seqs = sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not seqs:
         raise IPTError(

@@ -13,6 +13,10 @@ broadcast over RGB.
 * :class:`ProceduralStreakBank` -- a fixed, seeded set of procedural layers from which
   training patches crop, like the real layers (synthesising a fresh layer per 48x48 patch
   would dominate the data-loading time).
+
+The random draws (seed positions, lengths, angles, intensities) are bit-identical on every
+machine; the streak filtering runs in OpenCV float32, whose SIMD paths may differ in the
+last bits between CPU types (far below one grey level).
 """
 
 from __future__ import annotations

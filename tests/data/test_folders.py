@@ -193,3 +193,13 @@ def test_subset_keeps_order_and_rejects_unknown(tmp_path, crops):
     assert sub.names == [names[3], names[0]] and len(ds) == 5
     with pytest.raises(IPTError):
         ds.subset(["nobody"])
+
+
+def test_gopro_restormer_layout(tmp_path, crops):
+    for split in ("train", "test"):
+        for name in ("a", "b"):
+            write_image(tmp_path / "GoPro" / split / "target" / f"{name}.png", crops[0][:24, :24])
+            write_image(tmp_path / "GoPro" / split / "input" / f"{name}.png", crops[0][:24, :24] // 3)
+    ds = gopro(tmp_path, split="train")
+    assert ds.names == ["a", "b"]
+    np.testing.assert_array_equal(ds[0].lq, ds[0].gt // 3)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import numpy as np
 import pytest
 
-from ipt_ms.data import imresize as imresize_mod
 from ipt_ms.data.imresize import contributions, cubic, imresize, modcrop
 from ipt_ms.errors import IPTError
+
+# The module itself: ``ipt_ms.data.imresize`` as an attribute is the re-exported function.
+imresize_mod = importlib.import_module("ipt_ms.data.imresize")
 
 # ----------------------------------------------------------------------------- reference
 
