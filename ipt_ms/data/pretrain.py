@@ -172,9 +172,6 @@ class BatchSource:
     Subclasses implement ``_num_items`` and ``_make_sample(item, task_pos, rng)``.
     """
 
-    def warm_up(self) -> None:
-        """Precompute lazily-built state before worker processes copy the source."""
-
     def __init__(
         self,
         tasks: Sequence[str | Task],
@@ -215,6 +212,9 @@ class BatchSource:
     # -- subclass hooks
     def _num_items(self) -> int:
         raise NotImplementedError
+
+    def warm_up(self) -> None:
+        """Precompute lazily-built state before worker processes copy the source."""
 
     def _make_sample(self, item: int, task_pos: int, rng: np.random.Generator):
         raise NotImplementedError
