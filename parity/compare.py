@@ -9,6 +9,21 @@ with PyTorch as the reference:
 * max rel err  = max abs err / max |torch|   (relative to the stage's range, so
   near-zero elements do not blow it up)
 * cosine       = cosine similarity of the flattened stage tensors (float64)
+
+The float32 noise floor. Optionally (on by default in `run_parity`) the twin also runs
+in float64, which gives each stage two more numbers:
+
+* fp32 floor  = max rel err of PyTorch float32 against PyTorch float64 (how far an
+  established float32 implementation is from the exact result)
+* ms vs fp64  = max rel err of MindSpore against PyTorch float64
+
+A stage passes when its max rel err is within the fixed tolerance, or when MindSpore is
+no further than `floor_factor` times PyTorch-float32's own distance from the float64
+result. This matters for randomly initialised full-size models: their decoder's
+cross-attention is nearly one-hot (logits with std ~37), which amplifies float32
+rounding ~2x per layer, so PyTorch float32 itself ends up ~4e-4 from float64 and no
+float32 implementation can meet a fixed 1e-5. A real discrepancy (a wrong weight, a
+wrong formula) is far from float64 while PyTorch float32 is not, so it still fails.
 """
 
 from __future__ import annotations
@@ -26,6 +41,7 @@ from ipt_ms.spec import IPTSpec
 
 DEFAULT_STAGE_TOL = 1e-5
 DEFAULT_OUTPUT_TOL = 1e-4
+DEFAULT_FLOOR_FACTOR = 4.0
 
 
 @dataclass
@@ -36,23 +52,50 @@ class StageDiff:
     max_rel_err: float
     cosine: float
     tolerance: float
+    ms_vs_fp64: float | None = None  # MindSpore vs PyTorch float64
+    fp32_floor: float | None = None  # PyTorch float32 vs PyTorch float64
+    floor_factor: float = DEFAULT_FLOOR_FACTOR
+
+    @property
+    def within_tolerance(self) -> bool:
+        return bool(np.isfinite(self.max_rel_err)) and self.max_rel_err <= self.tolerance
+
+    @property
+    def within_floor(self) -> bool:
+        """MindSpore is as close to the float64 result as PyTorch float32 is (up to floor_factor)."""
+        if self.ms_vs_fp64 is None or self.fp32_floor is None or not np.isfinite(self.ms_vs_fp64):
+            return False
+        return self.ms_vs_fp64 <= self.floor_factor * self.fp32_floor
 
     @property
     def ok(self) -> bool:
-        return bool(np.isfinite(self.max_rel_err)) and self.max_rel_err <= self.tolerance
+        return self.within_tolerance or self.within_floor
 
 
-def diff_arrays(name: str, candidate: np.ndarray, reference: np.ndarray, tolerance: float) -> StageDiff:
-    """Compare one stage (candidate = MindSpore, reference = PyTorch)."""
-    if candidate.shape != reference.shape:
-        raise IPTError(f"stage {name}: MindSpore shape {candidate.shape} != PyTorch shape {reference.shape}")
+def _errors(candidate: np.ndarray, reference: np.ndarray) -> tuple[float, float, float]:
+    """(max abs err, max abs err / max |reference|, cosine), in float64."""
     a, b = candidate.astype(np.float64).ravel(), reference.astype(np.float64).ravel()
     max_abs = float(np.max(np.abs(a - b))) if a.size else 0.0
     scale = float(np.max(np.abs(b))) if b.size else 0.0
     max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
     norm = float(np.linalg.norm(a) * np.linalg.norm(b))
     cosine = float(a @ b / norm) if norm > 0 else (1.0 if max_abs == 0 else 0.0)
-    return StageDiff(name, tuple(reference.shape), max_abs, max_rel, cosine, tolerance)
+    return max_abs, max_rel, cosine
+
+
+def diff_arrays(name: str, candidate: np.ndarray, reference: np.ndarray, tolerance: float,
+                reference_fp64: np.ndarray | None = None,
+                floor_factor: float = DEFAULT_FLOOR_FACTOR) -> StageDiff:
+    """Compare one stage (candidate = MindSpore, reference = PyTorch float32)."""
+    if candidate.shape != reference.shape:
+        raise IPTError(f"stage {name}: MindSpore shape {candidate.shape} != PyTorch shape {reference.shape}")
+    max_abs, max_rel, cosine = _errors(candidate, reference)
+    ms_vs_fp64 = floor = None
+    if reference_fp64 is not None:
+        ms_vs_fp64 = _errors(candidate, reference_fp64)[1]
+        floor = _errors(reference, reference_fp64)[1]
+    return StageDiff(name, tuple(reference.shape), max_abs, max_rel, cosine, tolerance, ms_vs_fp64, floor,
+                     floor_factor)
 
 
 @dataclass
@@ -65,6 +108,7 @@ class ParityReport:
     output_tol: float
     stages: list[StageDiff]
     spec: dict
+    floor_factor: float = DEFAULT_FLOOR_FACTOR
     timings: dict = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
 
@@ -76,35 +120,53 @@ class ParityReport:
     def failures(self) -> list[StageDiff]:
         return [s for s in self.stages if not s.ok]
 
+    @staticmethod
+    def _verdict(stage: StageDiff) -> str:
+        if stage.within_tolerance:
+            return "yes"
+        return "yes (floor)" if stage.within_floor else "NO"
+
+    @staticmethod
+    def _optional(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3e}"
+
     def table(self) -> str:
         width = max(len(s.name) for s in self.stages)
-        lines = [f"{'stage':<{width}}  {'shape':<18} {'max abs err':>12} {'max rel err':>12} {'cosine':>12}  ok"]
+        lines = [f"{'stage':<{width}}  {'shape':<16} {'max abs err':>11} {'max rel err':>11} {'cosine':>11} "
+                 f"{'fp32 floor':>10} {'ms vs fp64':>10}  ok"]
         for s in self.stages:
             shape = "x".join(str(d) for d in s.shape)
-            lines.append(f"{s.name:<{width}}  {shape:<18} {s.max_abs_err:12.3e} {s.max_rel_err:12.3e} "
-                         f"{s.cosine:12.9f}  {'yes' if s.ok else 'NO'}")
+            lines.append(f"{s.name:<{width}}  {shape:<16} {s.max_abs_err:11.3e} {s.max_rel_err:11.3e} "
+                         f"{s.cosine:11.9f} {self._optional(s.fp32_floor):>10} {self._optional(s.ms_vs_fp64):>10}"
+                         f"  {self._verdict(s)}")
         return "\n".join(lines)
 
     def summary(self) -> str:
         worst = max(self.stages[:-1], key=lambda s: s.max_rel_err) if len(self.stages) > 1 else self.stages[0]
         out = self.stages[-1]
         verdict = "PASS" if self.ok else f"FAIL ({len(self.failures)} stage(s) above tolerance)"
+        by_floor = sum(1 for s in self.stages if not s.within_tolerance and s.within_floor)
+        floor_note = (f"; {by_floor} stage(s) above the fixed tolerance but within {self.floor_factor:g}x "
+                      "PyTorch's own float32 error" if by_floor else "")
         return (f"parity {verdict}: task {self.task}, {len(self.stages)} stages, worst stage {worst.name} "
                 f"rel {worst.max_rel_err:.2e} (tol {self.stage_tol:.0e}), output rel {out.max_rel_err:.2e} "
-                f"abs {out.max_abs_err:.2e} (tol {self.output_tol:.0e})")
+                f"abs {out.max_abs_err:.2e} (tol {self.output_tol:.0e}){floor_note}")
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["ok"] = self.ok
         for stage, diff in zip(data["stages"], self.stages):
-            stage["ok"] = diff.ok
+            stage.update(ok=diff.ok, within_tolerance=diff.within_tolerance, within_floor=diff.within_floor)
         return data
 
     def to_markdown(self) -> str:
-        rows = ["| stage | shape | max abs err | max rel err | cosine | ok |", "|---|---|---:|---:|---:|---|"]
+        rows = ["| stage | shape | max abs err | max rel err | cosine | fp32 floor | ms vs fp64 | ok |",
+                "|---|---|---:|---:|---:|---:|---:|---|"]
         for s in self.stages:
+            verdict = self._verdict(s)
             rows.append(f"| {s.name} | {'x'.join(map(str, s.shape))} | {s.max_abs_err:.3e} | "
-                        f"{s.max_rel_err:.3e} | {s.cosine:.9f} | {'yes' if s.ok else '**NO**'} |")
+                        f"{s.max_rel_err:.3e} | {s.cosine:.9f} | {self._optional(s.fp32_floor)} | "
+                        f"{self._optional(s.ms_vs_fp64)} | {verdict if verdict != 'NO' else '**NO**'} |")
         timing = ", ".join(f"{k} {v:.3f} s" for k, v in self.timings.items())
         env = ", ".join(f"{k} {v}" for k, v in self.environment.items())
         return "\n".join([
@@ -112,6 +174,9 @@ class ParityReport:
             f"- task: `{self.task}`; input: {self.input}; MindSpore mode: {self.mode} on {self.device}",
             f"- tolerance: max rel err <= {self.stage_tol:.0e} per stage, <= {self.output_tol:.0e} on the output",
             "- max rel err = max|MindSpore - PyTorch| / max|PyTorch| for the stage",
+            "- fp32 floor = the same measure for PyTorch float32 against PyTorch float64; ms vs fp64 = MindSpore "
+            f"against PyTorch float64. 'yes (floor)': above the fixed tolerance, but MindSpore is within "
+            f"{self.floor_factor:g}x of PyTorch float32's own distance from the float64 result",
             f"- timings: {timing}", f"- environment: {env}", "", *rows, "",
         ])
 
@@ -140,11 +205,15 @@ class ParityReport:
         x = np.arange(len(self.stages))
         fig, ax = plt.subplots(figsize=(max(8, len(self.stages) * 0.28), 4.5))
         ax.semilogy(x, [max(s.max_rel_err, floor) for s in self.stages], "o-", label="max rel err")
-        ax.semilogy(x, [max(s.max_abs_err, floor) for s in self.stages], "s--", alpha=0.6, label="max abs err")
+        if all(s.fp32_floor is not None for s in self.stages):
+            ax.semilogy(x, [max(s.fp32_floor, floor) for s in self.stages], "^--", alpha=0.7,
+                        label="PyTorch fp32 vs fp64 (float32 floor)")
+            ax.semilogy(x, [max(s.ms_vs_fp64, floor) for s in self.stages], "v:", alpha=0.7,
+                        label="MindSpore vs PyTorch fp64")
         ax.axhline(self.stage_tol, color="tab:red", lw=1, ls=":", label=f"stage tol {self.stage_tol:.0e}")
         ax.axhline(self.output_tol, color="tab:purple", lw=1, ls=":", label=f"output tol {self.output_tol:.0e}")
         ax.set_xticks(x, [s.name for s in self.stages], rotation=90, fontsize=7)
-        ax.set_ylabel("error (MindSpore vs PyTorch)")
+        ax.set_ylabel("max rel err")
         ax.set_title(f"IPT parity by depth — task {self.task}, {self.mode} mode")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
@@ -183,30 +252,36 @@ def mindspore_stages(net, x: np.ndarray, task_idx: int) -> dict[str, np.ndarray]
     return {n: s.asnumpy() for n, s in zip(names, stages)}
 
 
-def torch_stages(model, x: np.ndarray, task_idx: int) -> dict[str, np.ndarray]:
+def torch_stages(model, x: np.ndarray, task_idx: int, dtype=None) -> dict[str, np.ndarray]:
+    """Stages of the twin; `dtype=torch.float64` for the float64 reference (model must match)."""
     import torch
 
     with torch.no_grad():
-        _, stages = model(torch.from_numpy(x), task_idx, with_stages=True)
+        inputs = torch.from_numpy(x) if dtype is None else torch.from_numpy(x).to(dtype)
+        _, stages = model(inputs, task_idx, with_stages=True)
     names = model.spec.stage_names(task_idx)
     return {n: s.detach().cpu().numpy() for n, s in zip(names, stages)}
 
 
 def compare_stages(ms_out: dict[str, np.ndarray], torch_out: dict[str, np.ndarray], names: list[str],
-                   stage_tol: float, output_tol: float) -> list[StageDiff]:
+                   stage_tol: float, output_tol: float, torch_fp64: dict[str, np.ndarray] | None = None,
+                   floor_factor: float = DEFAULT_FLOOR_FACTOR) -> list[StageDiff]:
     missing = [n for n in names if n not in ms_out or n not in torch_out]
     if missing:
         raise IPTError(f"stages missing from a framework's trace: {missing}")
-    return [diff_arrays(n, ms_out[n], torch_out[n], output_tol if n == "output" else stage_tol) for n in names]
+    return [diff_arrays(n, ms_out[n], torch_out[n], output_tol if n == "output" else stage_tol,
+                        None if torch_fp64 is None else torch_fp64[n], floor_factor) for n in names]
 
 
 def run_parity(weights: str, *, ckpt: str | None = None, task: str | int = 0, image: str | None = None,
                seed: int = 0, mode: str = "graph", device: str = "auto", stage_tol: float = DEFAULT_STAGE_TOL,
-               output_tol: float = DEFAULT_OUTPUT_TOL, **overrides) -> ParityReport:
+               output_tol: float = DEFAULT_OUTPUT_TOL, fp64_reference: bool = True,
+               floor_factor: float = DEFAULT_FLOOR_FACTOR, **overrides) -> ParityReport:
     """Run both frameworks on one input and compare every stage.
 
     `weights` (any format) feeds the PyTorch twin, and the MindSpore network too unless
     `ckpt` names a separate MindSpore checkpoint (e.g. the output of `ipt-ms convert`).
+    With `fp64_reference` the twin also runs in float64 to measure the float32 floor.
     """
     import mindspore as ms
     import torch
@@ -234,10 +309,17 @@ def run_parity(weights: str, *, ckpt: str | None = None, task: str | int = 0, im
     start = time.perf_counter()
     torch_out = torch_stages(model, x, task_idx)
     timings["pytorch"] = time.perf_counter() - start
+    torch_fp64 = None
+    if fp64_reference:
+        start = time.perf_counter()
+        torch_fp64 = torch_stages(model.double(), x, task_idx, dtype=torch.float64)
+        timings["pytorch float64"] = time.perf_counter() - start
 
-    stages = compare_stages(ms_out, torch_out, spec.stage_names(task_idx), stage_tol, output_tol)
+    stages = compare_stages(ms_out, torch_out, spec.stage_names(task_idx), stage_tol, output_tol, torch_fp64,
+                            floor_factor)
     environment = {"mindspore": ms.__version__, "torch": torch.__version__, "numpy": np.__version__,
                    "python": platform.python_version(), "machine": platform.machine()}
     return ParityReport(task=spec.task_names[task_idx], input=description, mode=mode, device=device,
                         stage_tol=stage_tol, output_tol=output_tol, stages=stages, spec=spec.to_dict(),
+                        floor_factor=floor_factor,
                         timings=timings, environment=environment)

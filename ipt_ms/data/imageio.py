@@ -99,9 +99,12 @@ def _to_rgb8(arr: np.ndarray, path: Path) -> np.ndarray:
         arr = arr.astype(np.uint8) * 255
     if arr.ndim == 2:
         arr = arr[:, :, None]
+    if arr.shape[2] in (2, 4):
+        log.warning("%s: alpha channel dropped (colour values kept as stored)", path)
     if arr.shape[2] == 2:  # gray + alpha
         arr = arr[:, :, :1]
     if arr.shape[2] == 1:
+        log.info("%s: grayscale image, processed as RGB (channel replicated)", path)
         arr = np.repeat(arr, 3, axis=2)
     elif arr.shape[2] > 3:
         arr = arr[:, :, :3]
