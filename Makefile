@@ -27,3 +27,24 @@ fast-test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# Real-photo mini benchmark (larger form of tests/eval/test_parity_bench.py): 6 scikit-image
+# photos degraded by `ipt-ms synth`, seeded small weights (patch 48, so the official 48-px
+# protocol geometry), `ipt-ms parity-bench` MindSpore vs PyTorch for every task. Reports in
+# $(BENCH_MINI)/<task>/parity_bench.md; re-running resumes (same seeded weights and inputs).
+BENCH_MINI ?= build/bench-mini
+BENCH_MINI_TASKS ?= sr_x2 sr_x3 sr_x4 denoise_30 denoise_50 derain
+BENCH_MINI_ALL := sr_x2,sr_x3,sr_x4,denoise_30,denoise_50,derain
+.PHONY: bench-mini
+bench-mini: $(STAMP)
+	$(BIN)/python -m ipt_ms.eval.photos $(BENCH_MINI)/photos --height 192 --width 240 > /dev/null
+	$(BIN)/ipt-ms make-weights --preset tiny --tasks $(BENCH_MINI_ALL) --patch-size 48 --n-feats 16 \
+		--num-layers 2 --num-heads 4 --seed 0 -o $(BENCH_MINI)/mini.pt
+	$(BIN)/ipt-ms synth $(BENCH_MINI)/photos $(BENCH_MINI)/data/Photos --tasks $(BENCH_MINI_ALL) --overwrite --quiet
+	status=0; for task in $(BENCH_MINI_TASKS); do \
+		if [ $$task = derain ]; then data=$(BENCH_MINI)/data/Photos; sets=derain; \
+		else data=$(BENCH_MINI)/data; sets=Photos; fi; \
+		$(BIN)/ipt-ms parity-bench $(BENCH_MINI)/mini.pt --task $$task --data $$data --sets $$sets \
+			-o $(BENCH_MINI)/$$task --quiet > $(BENCH_MINI)/$$task.log 2>&1 || status=1; \
+		grep -E '^(PASS|FAIL)|error' $(BENCH_MINI)/$$task.log | sed "s/^/$$task: /"; \
+	done; exit $$status

@@ -32,8 +32,8 @@ from ipt_ms.metrics import SSIM_WINDOW, default_shave, psnr, quantize, ssim
 from ipt_ms.spec import IPTSpec
 from ipt_ms.tasks import Task, parse_task
 
-__all__ = ["EvalSettings", "ResultsLog", "Runner", "create_runner", "evaluate", "file_digest", "is_task_name",
-           "score", "summarize"]
+__all__ = ["EvalSettings", "ResultsLog", "Runner", "create_runner", "evaluate", "is_task_name", "score", "summarize",
+           "weights_digest"]
 
 RESULTS_FILE = "results.jsonl"
 _LOG_KIND = "ipt-ms-eval-results"
@@ -64,12 +64,21 @@ class EvalSettings:
         return asdict(self)
 
 
-def file_digest(path: os.PathLike | str) -> str:
-    """sha256 of a file (identifies the weights a result came from)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
+def weights_digest(path: os.PathLike | str, **overrides) -> str:
+    """sha256 of the weights' content (official keys, dtypes, shapes, values, architecture).
+
+    Identifies the weights a result came from independently of the file: torch.save
+    writes a random serialization id, and a .pt and its converted .ckpt hold the same
+    model, so neither the bytes nor the format may decide whether a log can be resumed.
+    """
+    from ipt_ms.convert.weights import load_weights
+
+    spec, state = load_weights(path, **overrides)
+    digest = hashlib.sha256(spec.to_json().encode())
+    for key in sorted(state):
+        value = np.ascontiguousarray(state[key])
+        digest.update(f"{key}|{value.dtype.str}|{value.shape}".encode())
+        digest.update(value.tobytes())
     return digest.hexdigest()
 
 
@@ -133,7 +142,8 @@ def create_runner(framework: str, weights: str, task: str, *, label: str | None 
         if parse_task(task).scale != spec.scales[0]:
             raise err from None
     _resolve_task_kind(spec, predictor)
-    return Runner(label or getattr(predictor, "framework", framework), predictor, spec, weights, file_digest(weights))
+    digest = weights_digest(weights, **overrides)
+    return Runner(label or getattr(predictor, "framework", framework), predictor, spec, weights, digest)
 
 
 def is_task_name(task: str) -> bool:

@@ -216,3 +216,18 @@ def test_single_task_file_without_task_name(bench_root, tmp_path, capsys):
     assert main(args + ["--task", "denoise_30", "-o", str(tmp_path / "a")]) == 0
     assert main(args + ["--task", "0", "-o", str(tmp_path / "b")]) == 2
     assert "--task denoise_30" in capsys.readouterr().err
+
+
+def test_weights_digest_follows_content_not_file_bytes(eval_spec, eval_weights, tmp_path):
+    from ipt_ms.convert.weights import convert_file, save_weights
+    from ipt_ms.eval.engine import weights_digest
+    from parity.seeded import seeded_state
+
+    again = tmp_path / "again.pt"  # same seeded weights saved anew (torch.save adds a random id)
+    save_weights(again, seeded_state(eval_spec, 7), eval_spec)
+    ckpt = tmp_path / "same.ckpt"
+    convert_file(eval_weights, ckpt)
+    other = tmp_path / "other.pt"
+    save_weights(other, seeded_state(eval_spec, 8), eval_spec)
+    digests = [weights_digest(p) for p in (eval_weights, again, ckpt, other)]
+    assert digests[0] == digests[1] == digests[2] != digests[3]
