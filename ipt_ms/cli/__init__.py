@@ -19,6 +19,8 @@ COMMAND_MODULES = [
     "convert",
     "parity",
     "info",
+    "pretrain",
+    "finetune",
     "make_weights",
     "synth",
     "eval",

@@ -1,0 +1,155 @@
+"""Training checkpoints: everything needed to continue a run as if it had never stopped.
+
+One MindSpore .ckpt per checkpoint, written to a temporary file and renamed into place
+(`ipt_ms.fileio.atomic_output`), so a kill -9 at any moment leaves either the previous
+set of checkpoints or the new one, never a torn file. It holds:
+
+* every network parameter (MindSpore names), the Adam moments (``exp_avg.*``,
+  ``exp_avg_sq.*``) and step count (``state_step``), the dynamic loss scale;
+* ``train_state``: a JSON string with the global step, the data position (epoch and
+  step within it: the batch source is a pure function of seed, epoch and step, so
+  this *is* the data position), the learning rate, the Python / NumPy / MindSpore RNG
+  states, the world size and the resolved config;
+* ``ipt_spec``: the architecture, as in exported weights.
+
+Checkpoints are named ``step_{global_step:09d}.ckpt``; after each write all but the
+newest `keep_last` are deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ipt_ms.errors import IPTError
+from ipt_ms.fileio import atomic_output
+
+FORMAT_VERSION = 1
+STATE_KEY = "train_state"
+SPEC_KEY = "ipt_spec"
+_NAME = re.compile(r"^step_(\d+)\.ckpt$")
+
+
+@dataclass
+class TrainState:
+    """Position of a run: what a checkpoint records besides tensors."""
+
+    global_step: int = 0  # batches consumed so far (including skipped ones)
+    epoch: int = 0  # data position of the *next* batch
+    step_in_epoch: int = 0
+    steps_per_epoch: int = 0
+    lr: float = 0.0
+    world_size: int = 1
+    skipped_batches: int = 0
+    config: dict[str, Any] = field(default_factory=dict)
+    rng: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        data = dict(self.__dict__)
+        data["format_version"] = FORMAT_VERSION
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str, source: str) -> TrainState:
+        try:
+            data = json.loads(text)
+        except ValueError as err:
+            raise IPTError(f"{source}: unreadable training state ({err})") from err
+        version = data.pop("format_version", None)
+        if version != FORMAT_VERSION:
+            raise IPTError(f"{source}: training checkpoint format {version!r} is not supported "
+                           f"(this version writes {FORMAT_VERSION})")
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+# ------------------------------------------------------------------------------- RNG states
+def capture_rng() -> dict[str, Any]:
+    """Python, NumPy (global) and MindSpore default-generator states, JSON-ready."""
+    import mindspore as ms
+
+    py = random.getstate()
+    np_state = np.random.get_state()
+    return {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "mindspore": ms.get_rng_state().asnumpy().tolist(),
+    }
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    import mindspore as ms
+
+    if "python" in state:
+        version, values, gauss = state["python"]
+        random.setstate((version, tuple(values), gauss))
+    if "numpy" in state:
+        name, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    if "mindspore" in state:
+        current = ms.get_rng_state()
+        ms.set_rng_state(ms.Tensor(np.asarray(state["mindspore"], dtype=current.asnumpy().dtype)))
+
+
+# ------------------------------------------------------------------------------- files
+def checkpoint_name(global_step: int) -> str:
+    return f"step_{global_step:09d}.ckpt"
+
+
+def list_checkpoints(directory: str | Path) -> list[Path]:
+    """Complete checkpoints in `directory`, oldest first (temporary files ignored)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name)) and p.is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(directory: str | Path) -> Path | None:
+    found = list_checkpoints(directory)
+    return found[-1] if found else None
+
+
+def save_checkpoint(directory: str | Path, tensors: dict[str, np.ndarray], state: TrainState, spec_json: str,
+                    keep_last: int) -> Path:
+    """Write one checkpoint atomically, then delete all but the newest `keep_last`."""
+    import mindspore as ms
+
+    directory = Path(directory)
+    path = directory / checkpoint_name(state.global_step)
+    entries = [{"name": k, "data": ms.Tensor(np.ascontiguousarray(v))} for k, v in tensors.items()]
+    with atomic_output(path) as tmp:
+        ms.save_checkpoint(entries, str(tmp), append_dict={STATE_KEY: state.to_json(), SPEC_KEY: spec_json})
+    for old in list_checkpoints(directory)[:-keep_last]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], TrainState, str | None]:
+    """(tensors, state, spec json) of a training checkpoint; IPTError if it is not one."""
+    import mindspore as ms
+
+    path = Path(path)
+    if not path.is_file():
+        raise IPTError(f"checkpoint not found: {str(path)!r}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            content = ms.load_checkpoint(str(path))
+    except Exception as err:  # MindSpore raises several types for unreadable files
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise IPTError(f"cannot read checkpoint {str(path)!r}: {first}") from err
+    text = content.pop(STATE_KEY, None)
+    if not isinstance(text, str):
+        raise IPTError(f"{str(path)!r} is a weights file, not a training checkpoint (no {STATE_KEY!r}); "
+                       "use it with train.init / --init instead of --resume")
+    spec_json = content.pop(SPEC_KEY, None)
+    tensors = {k: v.asnumpy() for k, v in content.items() if hasattr(v, "asnumpy")}
+    return tensors, TrainState.from_json(text, str(path)), spec_json if isinstance(spec_json, str) else None

@@ -1,0 +1,206 @@
+"""Training configuration: one YAML file per recipe (see configs/ and docs/training.md).
+
+Sections: kind, model, data, loss, optim, schedule, train, output. Every key has a
+default equal to the paper's pre-training recipe, so a config file lists only what it
+changes. Loading validates types and ranges and names the offending key
+(`ipt_ms.config`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+from ipt_ms.config import ConfigError, config_diff, load_config, option
+from ipt_ms.errors import IPTError
+from ipt_ms.spec import IPTSpec
+from ipt_ms.tasks import PRETRAIN_TASKS, parse_task
+
+#: Keys that may change between a checkpoint and the run that resumes from it: they do
+#: not alter the numbers of the steps already taken or still to come.
+RESUME_SAFE_KEYS = (
+    "train.max_steps",
+    "train.init",
+    "train.device",
+    "schedule.epochs",
+    "data.num_workers",
+    "data.validate_images",
+    "output",
+)
+
+
+@dataclass
+class ModelConfig:
+    """Architecture (see `ipt_ms.spec.IPTSpec`); one head/tail per task, in this order."""
+
+    tasks: list[str] = field(default_factory=lambda: list(PRETRAIN_TASKS))
+    n_feats: int = option(64, min=1)
+    patch_size: int = option(48, min=1)
+    patch_dim: int = option(3, min=1)
+    num_heads: int = option(12, min=1)
+    num_layers: int = option(12, min=1)
+    num_queries: Optional[int] = option(None, min=1, help="default: one per task")
+    dropout_rate: float = option(0.0, min=0.0, max=1.0, max_inclusive=False)
+    no_norm: bool = False
+    no_mlp: bool = False
+    pos_every: bool = False
+    no_pos: bool = False
+
+    def spec(self) -> IPTSpec:
+        tasks = [parse_task(t) for t in self.tasks]
+        return IPTSpec(scales=tuple(t.scale for t in tasks), task_names=tuple(self.tasks), n_feats=self.n_feats,
+                       patch_size=self.patch_size, patch_dim=self.patch_dim, num_heads=self.num_heads,
+                       num_layers=self.num_layers, num_queries=self.num_queries or len(self.tasks),
+                       dropout_rate=self.dropout_rate, no_norm=self.no_norm, no_mlp=self.no_mlp,
+                       pos_every=self.pos_every, no_pos=self.no_pos)
+
+    def validate(self) -> None:
+        if not self.tasks:
+            raise ConfigError("tasks: at least one task is needed")
+        for i, name in enumerate(self.tasks):
+            try:
+                parse_task(name)
+            except IPTError as err:
+                raise ConfigError(f"tasks[{i}]: {err}") from None
+        try:
+            self.spec()
+        except IPTError as err:
+            raise ConfigError(str(err).replace("invalid IPT architecture: ", "")) from None
+
+
+@dataclass
+class DataConfig:
+    """Where training pairs come from (`ipt_ms.data`)."""
+
+    source: Literal["images", "div2k", "rain", "gopro"] = option(
+        "images", help="images: clean photos degraded on the fly; div2k/rain/gopro: stored pairs")
+    root: Optional[str] = None
+    batch_size: int = option(256, min=1, help="global batch: split evenly over data-parallel workers")
+    samples_per_epoch: Optional[int] = option(None, min=1, help="default: one pass over the images/pairs")
+    num_workers: int = option(2, min=0, help="0: load in the training process")
+    same_task_across_ranks: bool = True
+    augment: Optional[bool] = option(None, help="flips/rot90; default off for pre-training, on for fine-tuning")
+    rain_streaks: Optional[str] = None
+    rain_preset: str = "light"
+    data_range: str = "1-800"
+    lr_images: Literal["auto", "files", "generate"] = "auto"
+    clip_noise: bool = True
+    validate_images: bool = True
+
+
+@dataclass
+class LossConfig:
+    """L1 + weight * contrastive (Eq. 5 of the paper, or the official code's SupCon)."""
+
+    contrastive: Literal["none", "eq5", "supcon"] = "eq5"
+    weight: float = option(0.1, min=0.0)
+    temperature: float = option(0.07, min=0.0, min_inclusive=False)
+    base_temperature: float = option(0.07, min=0.0, min_inclusive=False)
+
+
+@dataclass
+class OptimConfig:
+    """Adam with torch semantics (`mint.optim.Adam`)."""
+
+    lr: float = option(5e-5, min=0.0, min_inclusive=False)
+    betas: tuple[float, float] = option((0.9, 0.999), min=0.0, max=1.0, max_inclusive=False)
+    eps: float = option(1e-8, min=0.0)
+    weight_decay: float = option(0.0, min=0.0)
+    grad_clip_norm: Optional[float] = option(None, min=0.0, min_inclusive=False, help="global norm; null: off")
+
+
+@dataclass
+class ScheduleConfig:
+    """Step decay by epoch: lr * gamma ** (number of milestones <= epoch), epochs 0-based."""
+
+    epochs: int = option(300, min=1)
+    milestones: list[int] = option(default_factory=lambda: [200], min=1)
+    gamma: float = option(0.4, min=0.0, min_inclusive=False)
+
+    def validate(self) -> None:
+        if list(self.milestones) != sorted(set(self.milestones)):
+            raise ConfigError(f"milestones: must be strictly increasing, got {self.milestones}")
+
+    def lr_at(self, base_lr: float, epoch: int) -> float:
+        return base_lr * self.gamma ** sum(1 for m in self.milestones if epoch >= m)
+
+
+@dataclass
+class LossScaleConfig:
+    """Dynamic loss scaling for mixed precision (GPU/Ascend)."""
+
+    init: float = option(65536.0, min=1.0)
+    factor: float = option(2.0, min=1.0, min_inclusive=False)
+    window: int = option(1000, min=1)
+
+
+@dataclass
+class RuntimeConfig:
+    """How and where the run executes."""
+
+    seed: int = option(0, min=0)
+    device: str = option("auto", choices=("auto", "CPU", "GPU", "Ascend"))
+    mode: Literal["graph", "pynative"] = "graph"
+    amp: Literal["auto", "O0", "O1", "O2", "O3"] = option(
+        "auto", help="auto: O2 on GPU/Ascend, float32 (O0) on CPU")
+    loss_scale: LossScaleConfig = field(default_factory=LossScaleConfig)
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    max_steps: Optional[int] = option(None, min=1, help="stop after this many steps in total")
+    init: Optional[str] = option(None, help="weights to start from (.ckpt/.pt/.pth/.safetensors)")
+
+
+@dataclass
+class OutputConfig:
+    """Run directory, logging and checkpoints (rank 0 only)."""
+
+    dir: str = "runs/pretrain"
+    log_every: int = option(10, min=1)
+    checkpoint_every: int = option(1000, min=1, help="steps")
+    keep_last: int = option(3, min=1)
+    progress: bool = True
+    plot: bool = True
+    export: str = option("model.ckpt", help="final weights file in the run directory (.ckpt/.pt/.safetensors)")
+
+
+@dataclass
+class TrainConfig:
+    """A whole training recipe."""
+
+    kind: Literal["pretrain", "finetune"] = "pretrain"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: RuntimeConfig = field(default_factory=RuntimeConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def validate(self) -> None:
+        if self.kind == "finetune" and len(self.model.tasks) != 1:
+            raise ConfigError(f"model.tasks: fine-tuning trains exactly one task, got {self.model.tasks}")
+        if self.kind == "pretrain" and self.data.source != "images":
+            raise ConfigError("data.source: pre-training synthesises every task from clean images; use 'images'")
+        if self.loss.contrastive != "none" and self.loss.weight > 0 and self.data.batch_size < 2:
+            raise ConfigError("data.batch_size: the contrastive loss compares images of a batch; need >= 2")
+        if self.data.source in ("div2k",) and any(parse_task(t).kind != "sr" for t in self.model.tasks):
+            raise ConfigError("data.source: div2k pairs are for super-resolution tasks")
+        if self.data.source == "rain" and self.model.tasks != ["derain"]:
+            raise ConfigError("data.source: rain pairs are for the derain task")
+        if self.data.source == "gopro" and self.model.tasks != ["deblur"]:
+            raise ConfigError("data.source: GoPro pairs are for the deblur task")
+
+    @property
+    def augment(self) -> bool:
+        return self.data.augment if self.data.augment is not None else self.kind == "finetune"
+
+
+def load_train_config(path: str | None = None, overrides: list[str] | tuple[str, ...] = (),
+                      data: dict | None = None) -> TrainConfig:
+    """Read and validate a training config (YAML file or mapping) with dotted overrides."""
+    return load_config(TrainConfig, path, overrides, data=data)
+
+
+def resume_mismatch(saved: dict, current: TrainConfig) -> list[str]:
+    """Human-readable differences that make resuming unsafe ("key: checkpoint X, now Y")."""
+    return [f"{key}: checkpoint {old!r}, now {new!r}"
+            for key, old, new in config_diff(saved, current, ignore=RESUME_SAFE_KEYS)]

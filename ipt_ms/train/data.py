@@ -1,0 +1,79 @@
+"""Batch sources for a training config, built on `ipt_ms.data` (one task per batch).
+
+The sources are random-access and deterministic in (seed, epoch, step, rank), which is
+what makes resume exact: the data position in a checkpoint is just (epoch, step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from ipt_ms.config import ConfigError
+from ipt_ms.spec import IPTSpec
+from ipt_ms.train.config import TrainConfig
+
+
+def per_rank_batch(cfg: TrainConfig, world_size: int) -> int:
+    """The global batch split over `world_size` workers (it must divide evenly)."""
+    batch = cfg.data.batch_size
+    if batch % world_size:
+        raise ConfigError(f"data.batch_size: the global batch {batch} does not split evenly over "
+                          f"{world_size} workers")
+    per_rank = batch // world_size
+    if cfg.loss.contrastive != "none" and cfg.loss.weight > 0 and per_rank < 2:
+        raise ConfigError(f"data.batch_size: {per_rank} image(s) per worker, but the contrastive loss "
+                          "needs at least 2 (it compares the images of a worker's batch)")
+    return per_rank
+
+
+def build_source(cfg: TrainConfig, spec: IPTSpec, world_size: int = 1, rank: int = 0):
+    """The `ipt_ms.data` batch source for this config and rank."""
+    from ipt_ms.data import folders
+    from ipt_ms.data.pretrain import PretrainSource, finetune_source
+
+    d = cfg.data
+    if not d.root:
+        raise ConfigError("data.root: set the training data folder (in the config or with --set data.root=PATH)")
+    common = dict(batch_size=per_rank_batch(cfg, world_size), patch_size=spec.patch_size, seed=cfg.train.seed,
+                  samples_per_epoch=d.samples_per_epoch, num_shards=world_size, shard_id=rank,
+                  augment=cfg.augment)
+    if cfg.kind == "pretrain":
+        return PretrainSource(d.root, tasks=list(spec.task_names), same_task_across_ranks=d.same_task_across_ranks,
+                              rain_streaks=d.rain_streaks, rain_preset=d.rain_preset, clip_noise=d.clip_noise,
+                              validate=d.validate_images, **common)
+    task = spec.tasks[0]
+    if d.source == "images":
+        options = dict(rain_streaks=d.rain_streaks, rain_preset=d.rain_preset, clip_noise=d.clip_noise,
+                       validate=d.validate_images)
+        return finetune_source(d.root, task, task_idx=0, **common, **options)
+    if d.source == "div2k":
+        pairs = folders.div2k(d.root, task.scale, data_range=d.data_range, lr=d.lr_images)
+    elif d.source == "rain":
+        pairs = folders.rain_pairs(d.root)
+    else:
+        pairs = folders.gopro(d.root, split="train")
+    return finetune_source(pairs, task, task_idx=0, **common)
+
+
+def batches(source, start_epoch: int, start_step: int, num_epochs: int,
+            num_workers: int) -> Iterator[tuple[int, int, np.ndarray, np.ndarray, int]]:
+    """(epoch, step, lr, hr, task_idx) from the data position on, for `num_epochs` epochs.
+
+    With workers, a `mindspore.dataset` pipeline prepares batches in parallel processes
+    (`ipt_ms.data.pipeline`); with 0 they are made in this process. Both yield the same
+    sequence, so the choice never changes the numbers.
+    """
+    from ipt_ms.data.pipeline import EpochSpan, create_mindspore_dataset
+
+    span = EpochSpan(source, num_epochs, start_epoch, start_step)
+    if num_workers == 0:
+        for k in range(len(span)):
+            lr, hr, task = span[k]
+            yield (*span.epoch_step(k), lr, hr, int(task))
+        return
+    dataset = create_mindspore_dataset(source, num_epochs, start_epoch, start_step,
+                                       num_parallel_workers=num_workers, python_multiprocessing=num_workers > 1)
+    for k, (lr, hr, task) in enumerate(dataset.create_tuple_iterator(num_epochs=1, output_numpy=True)):
+        yield (*span.epoch_step(k), lr, hr, int(task))

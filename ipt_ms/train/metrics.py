@@ -1,0 +1,110 @@
+"""Training metrics: one JSON object per logged step (metrics.jsonl) and loss-curve plots."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from ipt_ms.fileio import atomic_output
+
+
+class MetricsLog:
+    """Append-only JSONL writer, flushed per line so a killed run keeps what it logged.
+
+    `truncate_after(step)` drops records beyond a step: a resumed run repeats the steps
+    taken after its checkpoint, and the file should hold each step once.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = None
+
+    def truncate_after(self, step: int) -> None:
+        if not self.path.exists():
+            return
+        kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= step]
+        with atomic_output(self.path) as tmp:
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._handle is None:
+            self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (kept open for the run)
+        self._handle.write(json.dumps(record, allow_nan=True) + "\n")
+        self._handle.flush()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Records of a metrics.jsonl; a line cut short by a kill is ignored."""
+    records = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+    return records
+
+
+def _moving_average(values: list[float], window: int) -> list[float]:
+    out, total, queue = [], 0.0, []
+    for v in values:
+        queue.append(v)
+        total += v
+        if len(queue) > window:
+            total -= queue.pop(0)
+        out.append(total / len(queue))
+    return out
+
+
+def plot_loss_curves(metrics_path: str | os.PathLike, out_path: str | os.PathLike) -> Path | None:
+    """One panel per task: total loss per logged step and its moving average (PNG).
+
+    Returns None when there is nothing to plot or matplotlib is missing.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover - matplotlib is in requirements.txt
+        return None
+    records = [r for r in read_metrics(metrics_path) if "loss" in r and math.isfinite(r["loss"])]
+    tasks = list(dict.fromkeys(r["task"] for r in records))
+    if not tasks:
+        return None
+    cols = min(3, len(tasks))
+    rows = math.ceil(len(tasks) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
+    for ax, task in zip(axes.flat, tasks):
+        mine = [r for r in records if r["task"] == task]
+        steps = [r["step"] for r in mine]
+        losses = [r["loss"] for r in mine]
+        ax.plot(steps, losses, lw=0.6, alpha=0.35, color="C0", label="loss")
+        ax.plot(steps, _moving_average(losses, max(1, len(losses) // 20)), lw=1.5, color="C0", label="moving avg")
+        if any(r.get("contrastive", 0.0) for r in mine):
+            ax.plot(steps, [r["l1"] for r in mine], lw=0.8, color="C1", alpha=0.7, label="L1")
+        ax.set_title(task)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.axis("off")
+    fig.tight_layout()
+    out_path = Path(out_path)
+    with atomic_output(out_path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return out_path

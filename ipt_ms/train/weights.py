@@ -1,0 +1,88 @@
+"""Starting weights for a run (pre-trained, converted PyTorch, or fresh) and exporting them.
+
+Fine-tuning keeps one task: the chosen task's head, tail and query row become index 0 of
+a single-task model, and the other tasks' heads/tails/queries are dropped, so the
+fine-tuned file has the layout of the released single-task models (IPT_sr2.pt, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import numpy as np
+
+from ipt_ms.config import ConfigError
+from ipt_ms.spec import IPTSpec
+from ipt_ms.train.config import TrainConfig
+
+_PER_TASK = re.compile(r"^(head|tail)\.(\d+)\.(.+)$")
+_QUERY = "body.query_embed.weight"
+
+
+def select_task(spec: IPTSpec, state: dict[str, np.ndarray], task: str | int) -> tuple[IPTSpec, dict[str, np.ndarray]]:
+    """Single-task spec and official-keyed state holding only `task`'s head/tail/query."""
+    idx = spec.task_index(task)
+    single = spec.replace(scales=(spec.scales[idx],), task_names=(spec.task_names[idx],), num_queries=1)
+    out: dict[str, np.ndarray] = {}
+    for key, value in state.items():
+        match = _PER_TASK.match(key)
+        if match:
+            if int(match.group(2)) == idx:
+                out[f"{match.group(1)}.0.{match.group(3)}"] = value
+        elif key == _QUERY:
+            out[key] = np.ascontiguousarray(value[idx:idx + 1])
+        else:
+            out[key] = value
+    return single, out
+
+
+def architecture_diff(a: IPTSpec, b: IPTSpec, ignore: tuple[str, ...] = ()) -> list[str]:
+    """"field: A vs B" for every architecture option that differs."""
+    return [f"{f.name}: {getattr(a, f.name)!r} vs {getattr(b, f.name)!r}" for f in dataclasses.fields(IPTSpec)
+            if f.name not in ignore and getattr(a, f.name) != getattr(b, f.name)]
+
+
+def initial_weights(cfg: TrainConfig) -> tuple[IPTSpec, dict[str, np.ndarray] | None]:
+    """The run's architecture and its starting weights (None: fresh initialisation).
+
+    `train.init` may name any weights file `ipt_ms.convert.weights` reads. For
+    fine-tuning, the config's task is cut out of it (`select_task`); for pre-training it
+    must match the config's tasks. Any other architecture difference is an error that
+    lists the differing options.
+    """
+    from ipt_ms.convert.weights import load_weights, read_weight_file
+
+    spec = cfg.model.spec()
+    path = cfg.train.init
+    if not path:
+        return spec, None
+    recorded = read_weight_file(path).spec is not None
+    # num_heads and patch_size cannot be read from tensor shapes; the config supplies them
+    # for files that do not record their architecture (the official releases)
+    overrides = {} if recorded else {"num_heads": spec.num_heads, "patch_size": spec.patch_size}
+    init_spec, state = load_weights(path, **overrides)
+    if cfg.kind == "finetune":
+        task = spec.task_names[0]
+        if task not in init_spec.task_names:
+            raise ConfigError(f"model.tasks: {path} has no {task!r} head; it has {init_spec.describe_tasks()}")
+        init_spec, state = select_task(init_spec, state, task)
+    differences = architecture_diff(init_spec, spec, ignore=("num_queries",) if cfg.kind == "finetune" else ())
+    if differences:
+        raise ConfigError(f"train.init: {path} does not match the config's model section "
+                          f"(weights vs config): {'; '.join(differences)}")
+    return spec, state
+
+
+def network_arrays(net) -> dict[str, np.ndarray]:
+    """Every parameter of a MindSpore network as numpy, by MindSpore name."""
+    return {p.name: p.asnumpy() for p in net.get_parameters()}
+
+
+def export_weights(net, spec: IPTSpec, path) -> None:
+    """Write the network's weights (format from the extension) with its architecture inside,
+    so `ipt-ms restore --weights` and `load_weights` take it directly."""
+    from ipt_ms.convert.keymap import mindspore_to_torch
+    from ipt_ms.convert.weights import save_weights
+
+    save_weights(path, mindspore_to_torch(network_arrays(net), spec), spec)
