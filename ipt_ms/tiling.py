@@ -82,7 +82,7 @@ class _ChopGeometry:
 
 
 def _positions(length: int, geo: _ChopGeometry) -> list[int]:
-    """Tile offsets of an unfold with kernel P and stride P/4 along one axis."""
+    """Tile offsets of an unfold with kernel P and the geometry's stride along one axis."""
     return list(range(0, length - geo.patch + 1, geo.stride))
 
 
@@ -180,48 +180,48 @@ def _join_remainders(y: np.ndarray, y_bottom: np.ndarray, y_right: np.ndarray, y
 
 
 @dataclass(frozen=True)
-class _ZooGeometry:
-    """Sizes of the MindSpore model-zoo chop (`IPT_post.forward`, --chop_new) for patch P, scale s."""
+class _ZooGeometry(_ChopGeometry):
+    """Sizes of the MindSpore model-zoo chop (`IPT_post.forward`, --chop_new) for patch P, scale s.
 
-    patch: int
-    scale: int
+    Same roles as the official geometry, other sizes: tiles overlap by P/4 (`shave`), the
+    stride is P - P/4 (36 for P = 48) and each tile gives up P/8*s output pixels per side
+    (`crop`, inherited).
+    """
 
     def __post_init__(self) -> None:
         if self.patch % 8:
             raise IPTError(f"the zoo tiling needs a patch size divisible by 8, got {self.patch}")
 
     @property
-    def shave(self) -> int:  # overlap between neighbouring tiles, in input pixels (P/4)
+    def shave(self) -> int:
         return self.patch // 4
 
     @property
-    def stride(self) -> int:  # P - P/4 (36 for P = 48)
+    def stride(self) -> int:
         return self.patch - self.shave
 
     @property
-    def crop(self) -> int:  # output pixels each tile gives up to its neighbour, per side
-        return self.shave // 2 * self.scale
+    def out_stride(self) -> int:
+        return self.stride * self.scale
 
 
 def zoo_origins(height: int, width: int, patch: int) -> list[Origin]:
     """Input tiles of the zoo protocol: stride P - P/4 grid, bottom/right strips, corner."""
-    stride = _ZooGeometry(patch, 1).stride
-    return _grid_and_strips(height, width, patch, list(range(0, height - patch + 1, stride)),
-                            list(range(0, width - patch + 1, stride)))
+    geo = _ZooGeometry(patch, 1)
+    return _grid_and_strips(height, width, patch, _positions(height, geo), _positions(width, geo))
 
 
 def _zoo_spans(count: int, length: int, geo: _ZooGeometry) -> list[tuple[int, int]]:
     """Output range each of `count` tiles along an axis supplies: its central window, the
     first and last tile also the outer border. No pixel comes from two tiles."""
-    ostride = geo.stride * geo.scale
-    starts = [0] + [geo.crop + j * ostride for j in range(1, count)]
+    starts = [0] + [geo.crop + j * geo.out_stride for j in range(1, count)]
     return list(zip(starts, starts[1:] + [length]))
 
 
 def _zoo_mosaic(outputs: dict[Origin, np.ndarray], rows: list[int], cols: list[int], size: tuple[int, int],
                 geo: _ZooGeometry) -> np.ndarray:
     """Each output pixel copied from the one tile whose central window holds it."""
-    ostride = geo.stride * geo.scale
+    ostride = geo.out_stride
     channels = next(iter(outputs.values())).shape[0]
     out = np.empty((channels,) + size, np.float32)
     for i, (r, (y0, y1)) in enumerate(zip(rows, _zoo_spans(len(rows), size[0], geo))):
@@ -236,8 +236,7 @@ def zoo_assemble(outputs: dict[Origin, np.ndarray], height: int, width: int, pat
     """Combine tiles as the official MindSpore chop_new: no averaging, edge strips as official."""
     geo = _ZooGeometry(patch, scale)
     P, s = patch, scale
-    rows = list(range(0, height - P + 1, geo.stride))
-    cols = list(range(0, width - P + 1, geo.stride))
+    rows, cols = _positions(height, geo), _positions(width, geo)
     h_cut, w_cut = (height - P) % geo.stride, (width - P) % geo.stride
     h_main, w_main = (height - h_cut) * s, (width - w_cut) * s
     y = _zoo_mosaic(outputs, rows, cols, (h_main, w_main), geo)
