@@ -22,6 +22,22 @@ def normalise_framework(name: str) -> str:
         raise IPTError(f"unknown framework {name!r}; choose one of {', '.join(FRAMEWORKS)}") from None
 
 
+def torch_device(device: str) -> str:
+    """The PyTorch device for a --device value: CUDA for GPU (or auto when CUDA exists), else CPU."""
+    import torch
+
+    name = str(device).lower()
+    if name in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            raise IPTError("device GPU requested, but this PyTorch build/machine has no CUDA device")
+        return "cuda"
+    if name == "auto" and torch.cuda.is_available():
+        return "cuda"
+    if name in ("auto", "cpu"):
+        return "cpu"
+    raise IPTError(f"device {device!r} is not available to PyTorch (use CPU, GPU or auto)")
+
+
 def create_predictor(framework: str, weights: str, task: str | int, *, batch_size: int = 64,
                      device: str = "auto", mode: str = "graph", progress: bool = False,
                      **overrides) -> tuple[object, IPTSpec]:
@@ -31,7 +47,7 @@ def create_predictor(framework: str, weights: str, task: str | int, *, batch_siz
         from parity.torch_runner import TorchPredictor, load_torch_model
 
         model, spec = load_torch_model(weights, **overrides)
-        return TorchPredictor(model, spec, task, batch_size, progress=progress), spec
+        return TorchPredictor(model, spec, task, batch_size, progress=progress, device=torch_device(device)), spec
     from ipt_ms.inference import MindSporePredictor, load_model
 
     net, spec = load_model(weights, device=device, mode=mode, **overrides)
