@@ -124,7 +124,7 @@ def save_checkpoint(directory: str | Path, tensors: dict[str, np.ndarray], state
 
     directory = Path(directory)
     path = directory / checkpoint_name(state.global_step)
-    entries = [{"name": k, "data": ms.Tensor(np.ascontiguousarray(v))} for k, v in tensors.items()]
+    entries = [{"name": k, "data": ms.Tensor(np.array(v, order="C"))} for k, v in tensors.items()]
     with atomic_output(path) as tmp:
         ms.save_checkpoint(entries, str(tmp), append_dict={STATE_KEY: state.to_json(), SPEC_KEY: spec_json})
     for old in list_checkpoints(directory)[:-keep_last]:

@@ -95,15 +95,18 @@ def _resolve_resume(resume: str | bool | None, checkpoint_dir: Path) -> Path | N
 def _assign(params, tensors: dict[str, np.ndarray], what: str, source: Path) -> None:
     import mindspore as ms
 
+    params = list(params)  # get_parameters() is a generator
     missing = [p.name for p in params if p.name not in tensors]
     if missing:
         raise IPTError(f"{source}: checkpoint lacks {len(missing)} {what} tensor(s), e.g. {missing[0]!r}")
     for p in params:
         value = tensors[p.name]
+        if value.size == int(np.prod(p.shape)):
+            value = value.reshape(tuple(p.shape))  # MindSpore stores 0-d tensors as shape (1,)
         if tuple(value.shape) != tuple(p.shape):
             raise IPTError(f"{source}: {p.name} has shape {tuple(value.shape)} in the checkpoint, "
                            f"{tuple(p.shape)} in the network")
-        p.set_data(ms.Tensor(np.ascontiguousarray(value), dtype=p.dtype))
+        p.set_data(ms.Tensor(np.array(value, order="C"), dtype=p.dtype))  # ascontiguousarray makes 0-d 1-d
 
 
 class Trainer:

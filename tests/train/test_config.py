@@ -1,0 +1,141 @@
+"""Config loading: every shipped YAML, and bad input rejected with the key named."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+import pytest
+
+from ipt_ms.config import ConfigError, config_diff, load_config, option, to_dict
+from ipt_ms.train.config import load_train_config, resume_mismatch
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+
+
+def write(tmp_path, text: str) -> Path:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    cfg = load_train_config(str(path))
+    spec = cfg.model.spec()
+    assert spec.num_tasks == len(cfg.model.tasks)
+    if cfg.kind == "finetune":
+        assert spec.num_tasks == 1 and cfg.optim.lr == pytest.approx(2e-5) and cfg.schedule.epochs == 30
+
+
+def test_shipped_set_is_complete():
+    names = {p.stem for p in CONFIGS}
+    expected = {"pretrain", "tiny"} | {f"finetune_{t}" for t in
+                                      ("sr_x2", "sr_x3", "sr_x4", "denoise_30", "denoise_50", "derain", "deblur")}
+    assert expected <= names
+
+
+def test_pretrain_config_is_the_paper_recipe():
+    cfg = load_train_config("configs/pretrain.yaml")
+    assert cfg.model.tasks == ["sr_x2", "sr_x3", "sr_x4", "denoise_30", "denoise_50", "derain"]
+    assert (cfg.optim.lr, cfg.optim.betas, cfg.optim.eps) == (5e-5, (0.9, 0.999), 1e-8)
+    assert cfg.schedule.lr_at(cfg.optim.lr, 199) == pytest.approx(5e-5)
+    assert cfg.schedule.lr_at(cfg.optim.lr, 200) == pytest.approx(2e-5)
+    assert (cfg.schedule.epochs, cfg.loss.contrastive, cfg.loss.weight) == (300, "eq5", 0.1)
+    assert cfg.model.spec().num_parameters() > 100_000_000
+
+
+def test_deblur_config_uses_256_patches_of_8():
+    spec = load_train_config("configs/finetune_deblur.yaml").model.spec()
+    assert (spec.patch_size, spec.patch_dim, spec.task_names) == (256, 8, ("deblur",))
+
+
+@pytest.mark.parametrize("text, key, words", [
+    ("optim:\n  lrr: 1.0e-4\n", "optim.lrr", "did you mean 'optim.lr'"),
+    ("optimizer:\n  lr: 1.0e-4\n", "optimizer", "unknown key"),
+    ("optim:\n  lr: fast\n", "optim.lr", "expected a number"),
+    ("data:\n  batch_size: 2.5\n", "data.batch_size", "expected an integer"),
+    ("data:\n  batch_size: true\n", "data.batch_size", "expected an integer"),
+    ("output:\n  progress: 1\n", "output.progress", "true or false"),
+    ("model:\n  tasks: sr_x2\n", "model.tasks", "expected a list"),
+    ("model:\n  tasks: [sr_x2, blur_9]\n", "model.tasks[1]", "unknown task name"),
+    ("optim:\n  lr: 0\n", "optim.lr", "must be > 0"),
+    ("optim:\n  betas: [0.9, 1.0]\n", "optim.betas[1]", "must be < 1"),
+    ("loss:\n  contrastive: simclr\n", "loss.contrastive", "must be one of"),
+    ("schedule:\n  milestones: [200, 100]\n", "schedule.milestones", "increasing"),
+    ("data:\n  batch_size: 1\n", "data.batch_size", "need >= 2"),
+    ("kind: finetune\n", "model.tasks", "exactly one task"),
+    ("model:\n  n_feats: 8\n  num_heads: 5\n", "model", "not divisible by num_heads"),
+    ("train:\n  loss_scale:\n    factor: 1\n", "train.loss_scale.factor", "must be > 1"),
+])
+def test_bad_config_names_the_key(tmp_path, text, key, words):
+    with pytest.raises(ConfigError) as err:
+        load_train_config(str(write(tmp_path, text)))
+    message = str(err.value)
+    assert key in message and words in message, message
+    assert "cfg.yaml" in message
+
+
+def test_yaml_exponent_without_dot_is_a_number(tmp_path):
+    # PyYAML reads 5e-5 (no dot) as a string; a float field accepts it
+    assert load_train_config(str(write(tmp_path, "optim:\n  lr: 5e-5\n"))).optim.lr == 5e-5
+
+
+def test_overrides(tmp_path):
+    path = write(tmp_path, "optim:\n  lr: 1.0e-4\n")
+    cfg = load_train_config(str(path), ["optim.lr=3e-4", "model.tasks=[sr_x4, derain]", "optim.grad_clip_norm=1"])
+    assert cfg.optim.lr == 3e-4 and cfg.model.tasks == ["sr_x4", "derain"] and cfg.optim.grad_clip_norm == 1.0
+    with pytest.raises(ConfigError, match=r"unknown key 'optim.lrr' \(did you mean 'optim.lr'\?\)"):
+        load_train_config(str(path), ["optim.lrr=1"])
+    with pytest.raises(ConfigError, match="optim.lr is not a section"):
+        load_train_config(str(path), ["optim.lr.x=1"])
+    with pytest.raises(ConfigError, match="must look like"):
+        load_train_config(str(path), ["optim.lr"])
+
+
+def test_unreadable_yaml_says_where(tmp_path):
+    with pytest.raises(ConfigError, match=r"not valid YAML \(line \d+, column \d+\)"):
+        load_train_config(str(write(tmp_path, "optim:\n  lr: [1\n")))
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_train_config(str(write(tmp_path, "- 1\n- 2\n")))
+    with pytest.raises(ConfigError, match="not found"):
+        load_train_config(str(tmp_path / "missing.yaml"))
+
+
+def test_resume_mismatch_lists_what_differs():
+    old = load_train_config("configs/tiny.yaml")
+    new = load_train_config("configs/tiny.yaml", ["optim.lr=1e-3", "model.n_feats=8", "train.max_steps=5",
+                                                  "output.keep_last=9", "schedule.epochs=80"])
+    diffs = resume_mismatch(to_dict(old), new)
+    assert sorted(d.split(":")[0] for d in diffs) == ["model.n_feats", "optim.lr"]
+    assert "optim.lr: checkpoint 0.0005, now 0.001" in diffs
+
+
+@dataclass
+class _Inner:
+    mode: Literal["a", "b"] = "a"
+    sizes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Outer:
+    name: str = "x"
+    ratio: Optional[float] = option(None, min=0.0, max=1.0)
+    inner: _Inner = field(default_factory=_Inner)
+    pair: tuple[int, str] = (1, "a")
+
+
+def test_generic_loader_handles_nested_optional_literal_and_dicts():
+    cfg = load_config(_Outer, data={"ratio": 1, "inner": {"mode": "b", "sizes": {"w": 3}}, "pair": [2, "z"]})
+    assert cfg.ratio == 1.0 and cfg.inner.mode == "b" and cfg.inner.sizes == {"w": 3} and cfg.pair == (2, "z")
+    assert load_config(_Outer, data={"ratio": None}).ratio is None
+    with pytest.raises(ConfigError, match=r"inner.sizes.w: expected an integer"):
+        load_config(_Outer, data={"inner": {"sizes": {"w": "big"}}})
+    with pytest.raises(ConfigError, match=r"ratio: must be <= 1"):
+        load_config(_Outer, data={"ratio": 1.5})
+    with pytest.raises(ConfigError, match=r"pair: expected a list of 2 items"):
+        load_config(_Outer, data={"pair": [1]})
+    with pytest.raises(ConfigError, match=r"inner.mode: must be one of 'a', 'b'"):
+        load_config(_Outer, data={"inner": {"mode": "c"}})
+    assert config_diff(_Outer(), load_config(_Outer, data={"name": "y"})) == [("name", "x", "y")]

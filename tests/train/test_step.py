@@ -1,0 +1,49 @@
+"""The compiled training step on a toy loss: overflow/NaN gating and dynamic loss scaling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def test_nonfinite_steps_leave_weights_and_adam_untouched_and_scale_adapts():
+    import mindspore as ms
+    from mindspore import Parameter, nn, ops
+
+    from ipt_ms.train.step import LossScaleSettings, TrainStep, build_adam
+
+    class Toy(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.w = Parameter(ms.Tensor(np.array([0.5, -1.0, 2.0], np.float32)), name="w")
+
+        def construct(self, x, y, task_idx: int = 0):
+            l1 = ops.mean(ops.abs(self.w * x - y))
+            return l1, l1, ops.zeros((), ms.float32)
+
+    toy = Toy()
+    opt = build_adam(toy.trainable_params(), 0.1)
+    step = TrainStep(toy, opt, clip_norm=None, loss_scale=LossScaleSettings(init=2.0**20, factor=4.0, window=2))
+    y = ms.Tensor(np.zeros(3, np.float32))
+
+    def run(x):
+        before = toy.w.asnumpy().copy()
+        out = step(ms.Tensor(np.asarray(x, np.float32)), y, 0).asnumpy()
+        return out, before, toy.w.asnumpy().copy(), float(opt.state_step.asnumpy()[0])
+
+    # gradient x * scale overflows float32: skipped, scale / 4
+    out, before, after, adam_steps = run([1e34, 1.0, 1.0])
+    assert out[3] == 0 and out[5] == 2.0**20 and adam_steps == 0
+    np.testing.assert_array_equal(before, after)
+    assert float(step.update.loss_scale.asnumpy()) == 2.0**18
+    # two finite steps: applied with unscaled gradients, then the scale grows after `window`
+    out, before, after, adam_steps = run([1.0, 1.0, 1.0])
+    assert out[3] == 1 and adam_steps == 1 and out[4] == pytest.approx(np.sqrt(3) / 3, rel=1e-6)
+    np.testing.assert_allclose(after, before - 0.1 * np.sign(before), rtol=1e-5)  # Adam's first step: lr * sign(g)
+    run([1.0, 1.0, 1.0])
+    assert float(step.update.loss_scale.asnumpy()) == 2.0**20
+    # a NaN input: nothing applied, no Adam step, the scale shrinks again
+    out, before, after, adam_steps = run([np.nan, 1.0, 1.0])
+    assert out[3] == 0 and not np.isfinite(out[0]) and adam_steps == 2
+    np.testing.assert_array_equal(before, after)
+    assert float(step.update.loss_scale.asnumpy()) == 2.0**18
