@@ -21,10 +21,12 @@ COMMAND_MODULES = [
     "info",
     "pretrain",
     "finetune",
+    "train",
     "make_weights",
     "synth",
     "eval",
     "parity_bench",
+    "export",
 ]
 
 

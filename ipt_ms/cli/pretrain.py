@@ -23,14 +23,16 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     add_quiet_arg(parser)
 
 
-def run_training(args: argparse.Namespace, kind: str, init: str | None = None) -> int:
-    """Load the config with the command-line overrides and train; prints where results went."""
+def run_training(args: argparse.Namespace, kind: str | None, init: str | None = None) -> int:
+    """Load the config with the command-line overrides and train; prints where results went.
+
+    `kind` forces pretrain/finetune; None trains whatever the config's `kind` says."""
     from ipt_ms.train.config import load_train_config
     from ipt_ms.train.distributed import launched_distributed
     from ipt_ms.train.loop import train
 
     setup_logging(args.quiet)
-    overrides = [f"kind={kind}"]
+    overrides = [f"kind={kind}"] if kind else []
     for key, value in (("train.device", args.device), ("train.mode", args.mode), ("train.max_steps", args.max_steps)):
         if value is not None:
             overrides.append(f"{key}={value}")

@@ -128,8 +128,17 @@ class Trainer:
         self.resume = resume
         self.source_factory = source_factory
         self.quiet = quiet
+        self._ready = False
 
     # ------------------------------------------------------------------ setup
+    def setup(self) -> None:
+        """Build everything (network, optimiser, data; restore a checkpoint). `run` calls
+        it; call it first to inspect the starting state."""
+        if self._ready:
+            return
+        self._setup()
+        self._ready = True
+
     def _setup(self) -> None:
         import mindspore as ms
 
@@ -236,7 +245,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def run(self) -> TrainResult:
-        self._setup()
+        self.setup()
         cfg, state, main = self.cfg, self.state, self.dist.is_main
         result = TrainResult(self.run_dir, state.global_step, state.epoch, self.dist.rank, self.dist.world_size)
         total_steps = cfg.schedule.epochs * self.steps_per_epoch
