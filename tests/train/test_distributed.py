@@ -21,9 +21,9 @@ data: {root: unused, batch_size: 4, num_workers: 0}
 loss: {contrastive: none}
 optim: {lr: 1.0e-3, grad_clip_norm: 1.0}
 schedule: {epochs: 1, milestones: []}
-train: {max_steps: %d}
+train: {max_steps: STEPS}
 output: {log_every: 1, checkpoint_every: 2, plot: false, progress: false}
-""" % STEPS
+""".replace("STEPS", str(STEPS))
 
 
 def _free_port() -> int:
