@@ -11,8 +11,9 @@ from __future__ import annotations
 from ipt_ms.errors import IPTError
 from ipt_ms.spec import IPTSpec
 
-FRAMEWORKS = ("mindspore", "torch")
-_ALIASES = {"ms": "mindspore", "mindspore": "mindspore", "torch": "torch", "pytorch": "torch", "pt": "torch"}
+FRAMEWORKS = ("mindspore", "torch", "onnx")
+_ALIASES = {"ms": "mindspore", "mindspore": "mindspore", "torch": "torch", "pytorch": "torch", "pt": "torch",
+            "onnx": "onnx", "onnxruntime": "onnx", "ort": "onnx"}
 
 
 def normalise_framework(name: str) -> str:
@@ -43,6 +44,11 @@ def create_predictor(framework: str, weights: str, task: str | int, *, batch_siz
                      **overrides) -> tuple[object, IPTSpec]:
     """Load `weights` into `framework` and return (predictor for `task`, spec)."""
     framework = normalise_framework(framework)
+    if framework == "onnx":  # `weights` is a file written by `ipt-ms export`; it records spec and task
+        from ipt_ms.onnx_runtime import OnnxRuntimePredictor
+
+        predictor = OnnxRuntimePredictor(weights, task, batch_size, progress=progress, device=device, **overrides)
+        return predictor, predictor.spec
     if framework == "torch":
         from parity.torch_runner import TorchPredictor, load_torch_model
 

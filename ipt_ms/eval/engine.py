@@ -73,6 +73,10 @@ def weights_digest(path: os.PathLike | str, **overrides) -> str:
     """
     from ipt_ms.convert.weights import load_weights
 
+    if Path(path).suffix.lower() == ".onnx":  # an `ipt-ms export` file: its recorded identity
+        from ipt_ms.onnx_runtime import onnx_weights_digest
+
+        return onnx_weights_digest(path)
     spec, state = load_weights(path, **overrides)
     digest = hashlib.sha256(spec.to_json().encode())
     for key in sorted(state):

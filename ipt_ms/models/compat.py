@@ -31,7 +31,11 @@ def dropout(rate: float) -> nn.Cell:
 
 
 def dense_2d(layer: nn.Dense, x):
-    """Apply `layer` to the last axis of `x` through a 2-D matmul (see module docstring)."""
+    """Apply `layer` to the last axis of `x` through a 2-D matmul (see module docstring).
+
+    The second-to-last axis (the batch, in the body's (L, B, E) layout) is restored as -1,
+    so exported graphs keep a dynamic batch.
+    """
     shape = x.shape
     out = layer(x.reshape((-1, shape[-1])))
-    return out.reshape(shape[:-1] + (out.shape[-1],))
+    return out.reshape(shape[:-2] + (-1, out.shape[-1]))

@@ -9,7 +9,7 @@ compiles once and switching tasks can never be silently ignored).
 from __future__ import annotations
 
 import numpy as np
-from mindspore import Tensor, nn
+from mindspore import Tensor, nn, ops
 
 from ipt_ms.models.transformer import VisionTransformer
 from ipt_ms.spec import IPTSpec
@@ -47,13 +47,32 @@ class ResBlock(nn.Cell):
         return self.body(x) + x
 
 
+class PixelShuffle(nn.Cell):
+    """`nn.PixelShuffle` (torch's channel order) with the batch reshaped as -1.
+
+    `ops.pixel_shuffle` reshapes to the traced batch size, which MindSpore's ONNX/MindIR
+    exporters bake in as a constant; this form keeps exported graphs batch-agnostic.
+    """
+
+    def __init__(self, factor: int):
+        super().__init__()
+        self.factor = factor
+
+    def construct(self, x):
+        _, channels, height, width = x.shape
+        r = self.factor
+        x = x.reshape((-1, channels // (r * r), r, r, height, width))
+        x = ops.transpose(x, (0, 1, 4, 2, 5, 3))
+        return x.reshape((-1, channels // (r * r), height * r, width * r))
+
+
 class Upsampler(nn.SequentialCell):
     """conv(n -> r^2 n) + PixelShuffle(r) per factor: x2^k as k steps, x3 as one; x1 empty."""
 
     def __init__(self, factors: list[int], n_feats: int):
         cells = []
         for r in factors:
-            cells += [default_conv(n_feats, r * r * n_feats, 3), nn.PixelShuffle(r)]
+            cells += [default_conv(n_feats, r * r * n_feats, 3), PixelShuffle(r)]
         super().__init__(cells)
 
 

@@ -12,6 +12,10 @@ How it departs from a textbook `nn.Transformer`:
   cut with reshape/transpose (exact for kernel == stride, and exportable to ONNX, which
   has no Im2Col in MindSpore's exporter).
 
+Every reshape that carries the batch writes it as -1 instead of the traced size: the
+same computation, but the exported ONNX/MindIR graphs then accept any batch (MindSpore's
+exporter bakes reshape targets in as constants).
+
 Tensors inside the body use the official (tokens L, batch B, width E) layout. Every
 matmul is fed a 2-D tensor: Graph mode on CPU broadcasts the weight of a 3-D x 2-D
 matmul, which made the stock `nn.MultiheadAttention` ~300x slower.
@@ -37,9 +41,9 @@ def patch_unfold(x, patch: int):
     """
     B, C, H, W = x.shape
     gh, gw = H // patch, W // patch
-    x = x.reshape((B, C, gh, patch, gw, patch))
+    x = x.reshape((-1, C, gh, patch, gw, patch))
     x = ops.transpose(x, (2, 4, 0, 1, 3, 5))
-    return x.reshape((gh * gw, B, C * patch * patch))
+    return x.reshape((gh * gw, -1, C * patch * patch))
 
 
 def patch_fold(tokens, patch: int, height: int, width: int):
@@ -47,9 +51,9 @@ def patch_fold(tokens, patch: int, height: int, width: int):
     L, B, D = tokens.shape
     gh, gw = height // patch, width // patch
     C = D // (patch * patch)
-    x = tokens.reshape((gh, gw, B, C, patch, patch))
+    x = tokens.reshape((gh, gw, -1, C, patch, patch))
     x = ops.transpose(x, (2, 3, 0, 4, 1, 5))
-    return x.reshape((B, C, height, width))
+    return x.reshape((-1, C, height, width))
 
 
 def with_pos_embed(tensor, pos):
@@ -82,26 +86,26 @@ class MultiheadAttention(nn.Cell):
         self.scores = ops.BatchMatMul(transpose_b=True)
         self.weighted_sum = ops.BatchMatMul()
 
-    def _split_heads(self, x2d, length: int, batch: int):
+    def _split_heads(self, x2d, length: int):
         # (L*B, E) rows ordered l*B + b  ->  (B*H, L, head_dim), torch's head layout
-        x = x2d.reshape((length, batch * self.num_heads, self.head_dim))
+        x = x2d.reshape((length, -1, self.head_dim))
         return ops.transpose(x, (1, 0, 2))
 
     def construct(self, query, key, value):
-        L, B, E = query.shape
+        L, _, E = query.shape
         S = key.shape[0]
         w_q, w_k, w_v = ops.split(self.in_proj_weight, E, axis=0)
-        q = ops.dense(query.reshape((L * B, E)), w_q)
-        k = ops.dense(key.reshape((S * B, E)), w_k)
-        v = ops.dense(value.reshape((S * B, E)), w_v)
-        q = self._split_heads(q * self.scaling, L, B)
-        k = self._split_heads(k, S, B)
-        v = self._split_heads(v, S, B)
+        q = ops.dense(query.reshape((-1, E)), w_q)
+        k = ops.dense(key.reshape((-1, E)), w_k)
+        v = ops.dense(value.reshape((-1, E)), w_v)
+        q = self._split_heads(q * self.scaling, L)
+        k = self._split_heads(k, S)
+        v = self._split_heads(v, S)
         attn = ops.softmax(self.scores(q, k), axis=-1)
         attn = self.attn_dropout(attn)
         out = self.weighted_sum(attn, v)  # (B*H, L, head_dim)
-        out = ops.transpose(out, (1, 0, 2)).reshape((L * B, E))
-        return self.out_proj(out).reshape((L, B, E))
+        out = ops.transpose(out, (1, 0, 2)).reshape((-1, E))
+        return self.out_proj(out).reshape((L, -1, E))
 
 
 class _FeedForward(nn.Cell):
