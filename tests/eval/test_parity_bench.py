@@ -35,7 +35,7 @@ def test_mini_benchmark_parity_passes(mini, tmp_path, capsys, task, sets, protoc
     root, weights = mini
     data = root / "data" / ("Photos" if sets == "derain" else "")
     out = tmp_path / "out"
-    assert _bench(weights, data, out, task, sets, "--protocol", protocol) == 0
+    assert _bench(weights, data, out, task, sets, "--protocol", protocol, "--save-images") == 0
     printed = capsys.readouterr().out
     assert "PASS: max |dPSNR|" in printed
     report = json.loads((out / "parity_bench.json").read_text())
@@ -46,6 +46,9 @@ def test_mini_benchmark_parity_passes(mini, tmp_path, capsys, task, sets, protoc
         assert rec["compare"]["dpsnr"] == pytest.approx(ms["psnr"] - pt["psnr"])
         assert rec["compare"]["max_abs_diff"] < 0.05  # float outputs on the 0..255 scale
         assert ms["tiles"] == pt["tiles"] > 0  # the same tiles in both frameworks
+        for framework in ("mindspore", "torch"):
+            saved = read_image(out / "images" / framework / sets / f"{rec['name']}.png")
+            assert list(saved.shape[:2]) == rec["output_size"]
     md = (out / "parity_bench.md").read_text()
     assert "**PASS**" in md and "![strip](strip.png)" in md
     strip = read_image(out / "strip.png")
