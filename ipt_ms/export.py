@@ -224,6 +224,12 @@ def _example_input(spec: IPTSpec, batch: int = TRACE_BATCH) -> np.ndarray:
     return rng.uniform(0, spec.rgb_range, shape).astype(np.float32)
 
 
+def batch_axis(ndim: int) -> int:
+    """Where the batch sits in an exported tensor: images (B, C, H, W) axis 0; the body's
+    token stages use the official (L, B, E) layout, axis 1."""
+    return 1 if ndim == 3 else 0
+
+
 def _finish_onnx(model, meta: dict[str, str], output_names: list[str], doc: str):
     """Make every output's batch symbolic, drop traced intermediate shapes, attach metadata."""
     graph = model.graph
@@ -231,8 +237,9 @@ def _finish_onnx(model, meta: dict[str, str], output_names: list[str], doc: str)
         if value.name == INPUT_NAME or value.name in output_names:
             dims = value.type.tensor_type.shape.dim
             if dims:
-                dims[0].Clear()
-                dims[0].dim_param = BATCH_AXIS
+                axis = batch_axis(len(dims))
+                dims[axis].Clear()
+                dims[axis].dim_param = BATCH_AXIS
     del graph.value_info[:]  # shapes traced at batch TRACE_BATCH; ORT re-infers what it needs
     del model.metadata_props[:]
     for key, value in meta.items():

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ipt_ms.errors import IPTError
-from ipt_ms.export import INPUT_NAME, OUTPUT_NAME, STAGE_PREFIX, ExportInfo, read_onnx_info
+from ipt_ms.export import INPUT_NAME, OUTPUT_NAME, STAGE_PREFIX, ExportInfo, batch_axis, read_onnx_info
 from ipt_ms.spec import IPTSpec
 
 
@@ -109,7 +109,8 @@ class OnnxRuntimePredictor:
             pad = np.zeros((self.fixed_batch - n,) + chunk.shape[1:], np.float32)
             chunk = np.concatenate([chunk, pad])
         results = self.session.run(outputs, {INPUT_NAME: np.ascontiguousarray(chunk, dtype=np.float32)})
-        return [r[:n] for r in results]
+        return [np.take(r, np.arange(n), axis=batch_axis(r.ndim)) if r.shape[batch_axis(r.ndim)] != n else r
+                for r in results]
 
     def __call__(self, tiles: np.ndarray) -> np.ndarray:
         from ipt_ms.progress import progress_bar

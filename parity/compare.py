@@ -24,10 +24,16 @@ cross-attention is nearly one-hot (logits with std ~37), which amplifies float32
 rounding ~2x per layer, so PyTorch float32 itself ends up ~4e-4 from float64 and no
 float32 implementation can meet a fixed 1e-5. A real discrepancy (a wrong weight, a
 wrong formula) is far from float64 while PyTorch float32 is not, so it still fails.
+
+A third framework. `run_parity(onnx=...)` also runs an exported ONNX graph in ONNX
+Runtime and compares it with PyTorch by the same rules, in `ParityReport.others["onnx"]`:
+always the output, and every stage the file exposes (`ipt-ms export --with-stages`
+writes them all; `run_parity(onnx_export=...)` exports such a file on the fly).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import time
@@ -111,14 +117,19 @@ class ParityReport:
     floor_factor: float = DEFAULT_FLOOR_FACTOR
     timings: dict = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
+    others: dict[str, list[StageDiff]] = field(default_factory=dict)  # e.g. {"onnx": ...} vs PyTorch
+    sources: dict[str, str] = field(default_factory=dict)  # what each other framework ran
 
     @property
     def ok(self) -> bool:
-        return all(s.ok for s in self.stages)
+        return all(s.ok for s in self.stages) and all(s.ok for diffs in self.others.values() for s in diffs)
 
     @property
     def failures(self) -> list[StageDiff]:
-        return [s for s in self.stages if not s.ok]
+        """MindSpore stages above tolerance, then the other frameworks' (named `framework:stage`)."""
+        extra = [dataclasses.replace(s, name=f"{fw}:{s.name}") for fw, diffs in self.others.items()
+                 for s in diffs if not s.ok]
+        return [s for s in self.stages if not s.ok] + extra
 
     @staticmethod
     def _verdict(stage: StageDiff) -> str:
@@ -131,13 +142,20 @@ class ParityReport:
         return "-" if value is None else f"{value:.3e}"
 
     def table(self) -> str:
-        width = max(len(s.name) for s in self.stages)
+        sections = [self._table(self.stages, "ms vs fp64")]
+        for framework, diffs in self.others.items():
+            sections.append(f"\n{framework} ({self.sources.get(framework, '')}) vs PyTorch:\n"
+                            + self._table(diffs, f"{framework} vs fp64"))
+        return "\n".join(sections)
+
+    def _table(self, stages: list[StageDiff], fp64_label: str) -> str:
+        width, col = max(len(s.name) for s in stages), max(10, len(fp64_label))
         lines = [f"{'stage':<{width}}  {'shape':<16} {'max abs err':>11} {'max rel err':>11} {'cosine':>11} "
-                 f"{'fp32 floor':>10} {'ms vs fp64':>10}  ok"]
-        for s in self.stages:
+                 f"{'fp32 floor':>10} {fp64_label:>{col}}  ok"]
+        for s in stages:
             shape = "x".join(str(d) for d in s.shape)
             lines.append(f"{s.name:<{width}}  {shape:<16} {s.max_abs_err:11.3e} {s.max_rel_err:11.3e} "
-                         f"{s.cosine:11.9f} {self._optional(s.fp32_floor):>10} {self._optional(s.ms_vs_fp64):>10}"
+                         f"{s.cosine:11.9f} {self._optional(s.fp32_floor):>10} {self._optional(s.ms_vs_fp64):>{col}}"
                          f"  {self._verdict(s)}")
         return "\n".join(lines)
 
@@ -148,29 +166,46 @@ class ParityReport:
         by_floor = sum(1 for s in self.stages if not s.within_tolerance and s.within_floor)
         floor_note = (f"; {by_floor} stage(s) above the fixed tolerance but within {self.floor_factor:g}x "
                       "PyTorch's own float32 error" if by_floor else "")
+        others = "".join(
+            f"; {fw} vs PyTorch: {len(diffs)} stage(s) compared, output rel {diffs[-1].max_rel_err:.2e}, "
+            f"worst rel {max(d.max_rel_err for d in diffs):.2e}" + ("" if all(d.ok for d in diffs) else " FAIL")
+            for fw, diffs in self.others.items())
         return (f"parity {verdict}: task {self.task}, {len(self.stages)} stages, worst stage {worst.name} "
                 f"rel {worst.max_rel_err:.2e} (tol {self.stage_tol:.0e}), output rel {out.max_rel_err:.2e} "
-                f"abs {out.max_abs_err:.2e} (tol {self.output_tol:.0e}){floor_note}")
+                f"abs {out.max_abs_err:.2e} (tol {self.output_tol:.0e}){floor_note}{others}")
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["ok"] = self.ok
-        for stage, diff in zip(data["stages"], self.stages):
+        pairs = list(zip(data["stages"], self.stages))
+        for framework, diffs in self.others.items():
+            pairs += list(zip(data["others"][framework], diffs))
+        for stage, diff in pairs:
             stage.update(ok=diff.ok, within_tolerance=diff.within_tolerance, within_floor=diff.within_floor)
         return data
 
-    def to_markdown(self) -> str:
-        rows = ["| stage | shape | max abs err | max rel err | cosine | fp32 floor | ms vs fp64 | ok |",
+    def _markdown_rows(self, stages: list[StageDiff], fp64_label: str) -> list[str]:
+        rows = [f"| stage | shape | max abs err | max rel err | cosine | fp32 floor | {fp64_label} | ok |",
                 "|---|---|---:|---:|---:|---:|---:|---|"]
-        for s in self.stages:
+        for s in stages:
             verdict = self._verdict(s)
             rows.append(f"| {s.name} | {'x'.join(map(str, s.shape))} | {s.max_abs_err:.3e} | "
                         f"{s.max_rel_err:.3e} | {s.cosine:.9f} | {self._optional(s.fp32_floor)} | "
                         f"{self._optional(s.ms_vs_fp64)} | {verdict if verdict != 'NO' else '**NO**'} |")
+        return rows
+
+    def to_markdown(self) -> str:
+        rows = self._markdown_rows(self.stages, "ms vs fp64")
+        for framework, diffs in self.others.items():
+            rows += ["", f"## {framework} ({self.sources.get(framework, '')}) vs PyTorch", "",
+                     f"Stages the exported graph exposes; `{framework} vs fp64` is {framework} against PyTorch "
+                     "float64.", ""]
+            rows += self._markdown_rows(diffs, f"{framework} vs fp64")
         timing = ", ".join(f"{k} {v:.3f} s" for k, v in self.timings.items())
         env = ", ".join(f"{k} {v}" for k, v in self.environment.items())
         return "\n".join([
-            f"# IPT layer-by-layer parity: MindSpore vs PyTorch — {'PASS' if self.ok else 'FAIL'}", "",
+            f"# IPT layer-by-layer parity: MindSpore vs PyTorch{''.join(f' (+ {fw})' for fw in self.others)} — "
+            f"{'PASS' if self.ok else 'FAIL'}", "",
             f"- task: `{self.task}`; input: {self.input}; MindSpore mode: {self.mode} on {self.device}",
             f"- tolerance: max rel err <= {self.stage_tol:.0e} per stage, <= {self.output_tol:.0e} on the output",
             "- max rel err = max|MindSpore - PyTorch| / max|PyTorch| for the stage",
@@ -210,11 +245,17 @@ class ParityReport:
                         label="PyTorch fp32 vs fp64 (float32 floor)")
             ax.semilogy(x, [max(s.ms_vs_fp64, floor) for s in self.stages], "v:", alpha=0.7,
                         label="MindSpore vs PyTorch fp64")
+        position = {s.name: i for i, s in enumerate(self.stages)}
+        for framework, diffs in self.others.items():
+            shown = [d for d in diffs if d.name in position]
+            ax.semilogy([position[d.name] for d in shown], [max(d.max_rel_err, floor) for d in shown], "s-",
+                        alpha=0.6, label=f"{framework} vs PyTorch max rel err")
         ax.axhline(self.stage_tol, color="tab:red", lw=1, ls=":", label=f"stage tol {self.stage_tol:.0e}")
         ax.axhline(self.output_tol, color="tab:purple", lw=1, ls=":", label=f"output tol {self.output_tol:.0e}")
         ax.set_xticks(x, [s.name for s in self.stages], rotation=90, fontsize=7)
         ax.set_ylabel("max rel err")
-        ax.set_title(f"IPT parity by depth — task {self.task}, {self.mode} mode")
+        ax.set_title(f"IPT parity by depth — task {self.task}, {self.mode} mode"
+                     + (f" (+ {', '.join(self.others)})" if self.others else ""))
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
@@ -263,6 +304,50 @@ def torch_stages(model, x: np.ndarray, task_idx: int, dtype=None) -> dict[str, n
     return {n: s.detach().cpu().numpy() for n, s in zip(names, stages)}
 
 
+def compare_available(candidate: dict[str, np.ndarray], torch_out: dict[str, np.ndarray], names: list[str],
+                      stage_tol: float, output_tol: float, torch_fp64: dict[str, np.ndarray] | None = None,
+                      floor_factor: float = DEFAULT_FLOOR_FACTOR) -> list[StageDiff]:
+    """Like `compare_stages` for a framework that exposes only some stages (it must give the output)."""
+    if "output" not in candidate:
+        raise IPTError("the third framework's trace has no 'output'")
+    unknown = sorted(set(candidate) - set(names))
+    if unknown:
+        raise IPTError(f"the third framework reports stages this architecture does not have: {unknown}")
+    present = [n for n in names if n in candidate]
+    return compare_stages(candidate, torch_out, present, stage_tol, output_tol, torch_fp64, floor_factor)
+
+
+def _onnx_predictor(spec: IPTSpec, task_idx: int, files: list[str] | None, export_source: str | None,
+                     net, model, workdir: str) -> tuple[object | None, str]:
+    """The ONNX Runtime predictor for this task: from the given files, or exported now (with stages)."""
+    from ipt_ms.onnx_runtime import OnnxRuntimePredictor
+
+    if files:
+        matches = []
+        for path in files:
+            predictor = OnnxRuntimePredictor(path, None)
+            if predictor.spec.to_dict() != spec.to_dict():
+                raise IPTError(f"{path!r} was exported from a different architecture than the weights")
+            if predictor.task_idx == task_idx:
+                matches.append(predictor)
+        if not matches:
+            raise IPTError(f"none of the ONNX files holds task {spec.task_names[task_idx]}: {', '.join(files)}")
+        chosen = matches[0]
+        return chosen, f"{Path(chosen.path).name}, exported from {chosen.info.source}, opset {chosen.info.opset}"
+    if export_source is None:
+        return None, ""
+    from ipt_ms.export import export_onnx_mindspore, export_onnx_torch
+
+    path = Path(workdir) / f"{spec.task_names[task_idx]}.onnx"
+    if export_source == "torch":
+        result = export_onnx_torch(model, spec, task_idx, path, with_stages=True)
+    elif export_source == "mindspore":
+        result = export_onnx_mindspore(net, spec, task_idx, path, with_stages=True)
+    else:
+        raise IPTError(f"unknown ONNX export source {export_source!r}; choose mindspore or torch")
+    return OnnxRuntimePredictor(path, None), f"exported from {result.source} now, opset {result.opset}"
+
+
 def compare_stages(ms_out: dict[str, np.ndarray], torch_out: dict[str, np.ndarray], names: list[str],
                    stage_tol: float, output_tol: float, torch_fp64: dict[str, np.ndarray] | None = None,
                    floor_factor: float = DEFAULT_FLOOR_FACTOR) -> list[StageDiff]:
@@ -276,13 +361,19 @@ def compare_stages(ms_out: dict[str, np.ndarray], torch_out: dict[str, np.ndarra
 def run_parity(weights: str, *, ckpt: str | None = None, task: str | int = 0, image: str | None = None,
                seed: int = 0, mode: str = "graph", device: str = "auto", stage_tol: float = DEFAULT_STAGE_TOL,
                output_tol: float = DEFAULT_OUTPUT_TOL, fp64_reference: bool = True,
-               floor_factor: float = DEFAULT_FLOOR_FACTOR, **overrides) -> ParityReport:
+               floor_factor: float = DEFAULT_FLOOR_FACTOR, onnx: list[str] | None = None,
+               onnx_export: str | None = None, **overrides) -> ParityReport:
     """Run both frameworks on one input and compare every stage.
 
     `weights` (any format) feeds the PyTorch twin, and the MindSpore network too unless
     `ckpt` names a separate MindSpore checkpoint (e.g. the output of `ipt-ms convert`).
     With `fp64_reference` the twin also runs in float64 to measure the float32 floor.
+    A third framework, ONNX Runtime, joins with `onnx` (exported files; the one holding
+    this task is used) or `onnx_export` ("mindspore" or "torch": export one now, with
+    every stage exposed).
     """
+    import tempfile
+
     import mindspore as ms
     import torch
 
@@ -309,17 +400,32 @@ def run_parity(weights: str, *, ckpt: str | None = None, task: str | int = 0, im
     start = time.perf_counter()
     torch_out = torch_stages(model, x, task_idx)
     timings["pytorch"] = time.perf_counter() - start
+    onnx_out, sources = None, {}
+    if onnx or onnx_export:
+        with tempfile.TemporaryDirectory(prefix="ipt-parity-onnx-") as workdir:
+            predictor, sources["onnx"] = _onnx_predictor(spec, task_idx, onnx, onnx_export, net, model, workdir)
+            start = time.perf_counter()
+            onnx_out = predictor.stages(x)
+            timings["onnxruntime"] = time.perf_counter() - start
     torch_fp64 = None
     if fp64_reference:
         start = time.perf_counter()
         torch_fp64 = torch_stages(model.double(), x, task_idx, dtype=torch.float64)
         timings["pytorch float64"] = time.perf_counter() - start
 
-    stages = compare_stages(ms_out, torch_out, spec.stage_names(task_idx), stage_tol, output_tol, torch_fp64,
-                            floor_factor)
+    names = spec.stage_names(task_idx)
+    stages = compare_stages(ms_out, torch_out, names, stage_tol, output_tol, torch_fp64, floor_factor)
+    others = {}
+    if onnx_out is not None:
+        others["onnx"] = compare_available(onnx_out, torch_out, names, stage_tol, output_tol, torch_fp64,
+                                           floor_factor)
     environment = {"mindspore": ms.__version__, "torch": torch.__version__, "numpy": np.__version__,
                    "python": platform.python_version(), "machine": platform.machine()}
+    if onnx_out is not None:
+        import onnxruntime
+
+        environment["onnxruntime"] = onnxruntime.__version__
     return ParityReport(task=spec.task_names[task_idx], input=description, mode=mode, device=device,
                         stage_tol=stage_tol, output_tol=output_tol, stages=stages, spec=spec.to_dict(),
                         floor_factor=floor_factor,
-                        timings=timings, environment=environment)
+                        timings=timings, environment=environment, others=others, sources=sources)

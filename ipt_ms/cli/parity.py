@@ -23,6 +23,14 @@ def register(subparsers) -> None:
                         "PyTorch float32's own error against PyTorch float64 (default 4)")
     p.add_argument("--no-fp64", action="store_true",
                    help="skip the float64 reference run: fixed tolerances only")
+    p.add_argument("--framework", choices=("onnx",), default=None,
+                   help="add a third framework: onnx = export the model now (with every stage exposed) and run it "
+                        "in ONNX Runtime; compared with PyTorch by the same rules")
+    p.add_argument("--onnx-source", choices=("mindspore", "torch"), default="mindspore",
+                   help="which network --framework onnx exports (default mindspore)")
+    p.add_argument("--onnx", nargs="+", default=None, metavar="FILE",
+                   help="add ONNX Runtime with files from `ipt-ms export` (the one holding each task is used; "
+                        "stages are compared where the file exposes them, i.e. exported --with-stages)")
     add_runtime_args(p)
     add_architecture_overrides(p)
     p.set_defaults(func=run)
@@ -43,12 +51,17 @@ def run(args) -> int:
     if args.task == "all":
         spec, _ = load_weights(args.weights, **overrides)
         tasks = list(spec.task_names)
+    onnx_files = _onnx_files_by_task(args.onnx, tasks) if args.onnx else {}
     failed = []
     for task in tasks:
+        if args.onnx and not onnx_files.get(task):
+            print(f"note: no ONNX file holds task {task}; ONNX Runtime is not compared for it")
         report = run_parity(args.weights, ckpt=args.ckpt, task=task, image=args.input, seed=args.seed,
                             mode=args.mode, device=args.device, stage_tol=args.stage_tol,
                             output_tol=args.output_tol, fp64_reference=not args.no_fp64,
-                            floor_factor=args.floor_factor, **overrides)
+                            floor_factor=args.floor_factor, onnx=onnx_files.get(task),
+                            onnx_export=args.onnx_source if args.framework == "onnx" and not args.onnx else None,
+                            **overrides)
         print(report.table())
         print(report.summary())
         if args.report:
@@ -60,3 +73,20 @@ def run(args) -> int:
     if failed:
         raise ToleranceExceededError(f"parity tolerance exceeded for task(s): {', '.join(failed)}")
     return 0
+
+
+def _onnx_files_by_task(files: list[str], tasks: list[str]) -> dict[str, list[str]]:
+    """Which of the given ONNX files hold which of the requested tasks (by name or index)."""
+    from ipt_ms.errors import IPTError
+    from ipt_ms.export import read_onnx_info
+
+    infos = {path: read_onnx_info(path) for path in files}
+    found: dict[str, list[str]] = {}
+    for task in tasks:
+        for path, info in infos.items():
+            if task in (info.task, str(info.task_index)):
+                found.setdefault(task, []).append(path)
+    if not found:
+        held = ", ".join(f"{path} ({info.task})" for path, info in infos.items())
+        raise IPTError(f"none of the ONNX files holds the task(s) asked for ({', '.join(tasks)}): {held}")
+    return found
