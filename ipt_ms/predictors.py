@@ -42,19 +42,28 @@ def torch_device(device: str) -> str:
 def create_predictor(framework: str, weights: str, task: str | int, *, batch_size: int = 64,
                      device: str = "auto", mode: str = "graph", progress: bool = False,
                      **overrides) -> tuple[object, IPTSpec]:
-    """Load `weights` into `framework` and return (predictor for `task`, spec)."""
+    """Load `weights` into `framework` and return (predictor for `task`, spec).
+
+    A single-task file that does not record its task (the released IPT_dn30.pt, ...) is run
+    for a well-formed task name of its scale (see `IPTSpec.name_placeholder_task`).
+    """
     framework = normalise_framework(framework)
     if framework == "onnx":  # `weights` is a file written by `ipt-ms export`; it records spec and task
         from ipt_ms.onnx_runtime import OnnxRuntimePredictor
 
         predictor = OnnxRuntimePredictor(weights, task, batch_size, progress=progress, device=device, **overrides)
         return predictor, predictor.spec
+    from ipt_ms.convert.weights import load_weights
+
+    spec, state = load_weights(weights, **overrides)
+    spec = spec.name_placeholder_task(task)
     if framework == "torch":
-        from parity.torch_runner import TorchPredictor, load_torch_model
+        from parity.torch_runner import TorchPredictor, build_torch_model
 
-        model, spec = load_torch_model(weights, **overrides)
+        model = build_torch_model(spec, state)
         return TorchPredictor(model, spec, task, batch_size, progress=progress, device=torch_device(device)), spec
-    from ipt_ms.inference import MindSporePredictor, load_model
+    from ipt_ms.inference import MindSporePredictor, build_model
+    from ipt_ms.runtime import configure
 
-    net, spec = load_model(weights, device=device, mode=mode, **overrides)
-    return MindSporePredictor(net, spec, task, batch_size, progress=progress), spec
+    configure(device, mode)
+    return MindSporePredictor(build_model(spec, state), spec, task, batch_size, progress=progress), spec

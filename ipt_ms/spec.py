@@ -143,6 +143,25 @@ class IPTSpec:
             return self.task_names.index(task)
         raise IPTError(f"unknown task {task!r}; this model knows: {self.describe_tasks()}")
 
+    def name_placeholder_task(self, task: str | int) -> IPTSpec:
+        """This spec with its lone unnamed head called `task`, when that is what `task` asks for.
+
+        The released single-task checkpoints (IPT_dn30.pt, IPT_derain.pt, ...) do not record
+        what their scale-1 head restores, so it is inferred as ``restore_0``. Asking such a
+        model for a well-formed task of the same scale (``denoise_30``) names the head; any
+        other request is left for `task_index` to accept or reject.
+        """
+        if not isinstance(task, str) or task in self.task_names or task.strip().lstrip("-").isdigit():
+            return self
+        placeholders = [i for i, n in enumerate(self.task_names) if parse_task(n).kind == "restore"]
+        try:
+            wanted = parse_task(task)
+        except IPTError:
+            return self
+        if self.num_tasks != 1 or placeholders != [0] or wanted.scale != self.scales[0]:
+            return self
+        return self.replace(task_names=(task,))
+
     def describe_tasks(self) -> str:
         return ", ".join(f"{i}={n}" for i, n in enumerate(self.task_names))
 

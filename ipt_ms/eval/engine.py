@@ -127,24 +127,14 @@ def create_runner(framework: str, weights: str, task: str, *, label: str | None 
 
     A single-task checkpoint that does not record its task name (the released
     IPT_dn30.pt, IPT_derain.pt, ...) is accepted when `task` is a well-formed task name
-    (denoise_30, derain) of the same scale.
+    (denoise_30, derain) of the same scale (`IPTSpec.name_placeholder_task`).
     """
     from ipt_ms.predictors import create_predictor
 
     if not Path(weights).is_file():
         raise IPTError(f"weights file not found: {weights}")
-    options = dict(batch_size=batch_size, device=device, mode=mode, progress=progress)
-    try:
-        predictor, spec = create_predictor(framework, weights, task, **options, **overrides)
-    except IPTError as err:
-        if overrides.get("task_names") or not str(err).startswith("unknown task") or not is_task_name(task):
-            raise
-        try:  # a one-task file without names: call its only head by the name given
-            predictor, spec = create_predictor(framework, weights, task, task_names=[task], **options, **overrides)
-        except IPTError:
-            raise err from None
-        if parse_task(task).scale != spec.scales[0]:
-            raise err from None
+    predictor, spec = create_predictor(framework, weights, task, batch_size=batch_size, device=device, mode=mode,
+                                       progress=progress, **overrides)
     _resolve_task_kind(spec, predictor)
     digest = weights_digest(weights, **overrides)
     return Runner(label or getattr(predictor, "framework", framework), predictor, spec, weights, digest)

@@ -161,3 +161,20 @@ def test_console_script_and_module_entry_points():
         exe = os.path.join(os.path.dirname(sys.executable), "ipt-ms") if cmd[0] == "ipt-ms" else cmd[0]
         result = subprocess.run([exe] + cmd[1:], capture_output=True, text=True, timeout=120)
         assert result.returncode == 0 and "restore" in result.stdout and "parity" in result.stdout
+
+
+def test_released_single_task_file_runs_under_its_task_name(tmp_path, capsys, photo_png):
+    """IPT_dn30.pt does not record its task: `--task denoise_30` names its only head."""
+    from ipt_ms.spec import IPTSpec
+    from parity.seeded import seeded_state
+
+    spec = IPTSpec.tiny(scales=(1,), task_names=("denoise_30",))
+    state = seeded_state(spec, 0)
+    torch.save({k: torch.from_numpy(v) for k, v in state.items()}, tmp_path / "IPT_dn30.pt")  # bare, like a release
+    code, out, err = run_cli(capsys, "restore", "--weights", tmp_path / "IPT_dn30.pt", "--num-heads", "2",
+                             "--task", "denoise_30", photo_png, "-o", tmp_path / "o", "-q")
+    assert code == 0, err
+    assert (tmp_path / "o" / "astronaut_denoise_30.png").exists()
+    code, _, err = run_cli(capsys, "restore", "--weights", tmp_path / "IPT_dn30.pt", "--num-heads", "2",
+                           "--task", "sr_x2", photo_png, "-o", tmp_path / "o2", "-q")
+    assert_clean_error(code, err, "unknown task 'sr_x2'", "0=restore_0")

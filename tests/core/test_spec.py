@@ -88,3 +88,16 @@ def test_stage_names_follow_the_architecture():
     assert names[-5:] == ["body.residual", "tail.upsample.0", "tail.upsample.1", "tail.conv", "output"]
     assert "tail.upsample.0" not in spec.stage_names("derain")
     assert "body.mlp_head" not in IPTSpec(no_mlp=True).stage_names(0)
+
+
+def test_a_lone_unnamed_head_takes_the_requested_task_name():
+    unnamed = IPTSpec(scales=(1,))  # how a released IPT_dn30.pt is inferred
+    assert unnamed.task_names == ("restore_0",)
+    assert unnamed.name_placeholder_task("denoise_30").task_names == ("denoise_30",)
+    assert unnamed.name_placeholder_task("derain").task_index("derain") == 0
+    assert unnamed.name_placeholder_task("sr_x2") == unnamed  # wrong scale: left to task_index to reject
+    assert unnamed.name_placeholder_task(0) == unnamed
+    two = IPTSpec(scales=(1, 1), num_queries=2)
+    assert two.name_placeholder_task("derain") == two  # ambiguous: not guessed
+    named = IPTSpec.official("denoise_50")
+    assert named.name_placeholder_task("denoise_30") == named
