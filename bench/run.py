@@ -1,0 +1,462 @@
+"""Inference benchmark: MindSpore PyNative / Graph, PyTorch eager and ONNX Runtime, side by side.
+
+Usage:
+    .venv/bin/python bench/run.py                  # full-size IPT (x2), writes "## Inference" in BENCHMARKS.md
+    .venv/bin/python bench/run.py --smoke --out /tmp/bench.md   # tiny model, 1 iteration (CI)
+
+For the full-size single-task x2 model (115.5M parameters, seeded weights; speed does not
+depend on the values) it measures, in one run:
+
+* 48x48 patches/s at batch 1 and batch 64 in every framework: the first call (Graph
+  compilation, oneDNN kernel creation, ORT arena warm-up) timed apart from the median of
+  the warm calls that follow; ratios against PyTorch eager; achieved TFLOP/s (2 FLOP per
+  MAC, `bench/flops.py`);
+* one whole 256x256 photo restored with the official tiling protocol (361 tiles, batches
+  of 64) in MindSpore Graph, PyTorch and ONNX Runtime, after a warm-up batch;
+* peak resident memory: every (framework, measurement) runs in its own subprocess, so each
+  peak (VmHWM) belongs to one framework and one batch size;
+* the machine: CPU model, cores, memory, load average before/after every job, versions and
+  thread settings.
+
+Jobs are interleaved (batch 1 of every framework, then batch 64 of every framework, ...)
+so a change in background load hits all of them alike. The timings are only meaningful
+on a quiet machine: check `uptime` first; the load averages are printed next to the
+numbers. With the defaults the suite takes ~15-20 minutes on 2 cores: batch 64 of the
+full model costs ~20-40 s per call, so batch 64 gets 1 first call + 3 warm calls and the
+256x256 image one timed run (361 tiles x ~0.3-0.5 s each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import ipt_ms  # noqa: E402,F401  (oneDNN / GLOG environment before MindSpore loads)
+
+FRAMEWORKS = {  # key -> (create_predictor framework, MindSpore mode, label)
+    "mindspore-pynative": ("mindspore", "pynative", "MindSpore PyNative"),
+    "mindspore-graph": ("mindspore", "graph", "MindSpore Graph"),
+    "torch": ("torch", None, "PyTorch eager"),
+    "onnxruntime": ("onnx", None, "ONNX Runtime (MindSpore export, opset 11)"),
+    "onnxruntime-torch": ("onnx", None, "ONNX Runtime (PyTorch export, opset 18)"),
+}
+DEFAULT_FRAMEWORKS = ("mindspore-pynative", "mindspore-graph", "torch", "onnxruntime", "onnxruntime-torch")
+IMAGE_FRAMEWORKS = ("mindspore-graph", "torch", "onnxruntime")
+REFERENCE = "torch"
+RESULT_TAG = "BENCH_RESULT "
+SECTION = "## Inference"
+
+
+@dataclass
+class Job:
+    """One measurement in one fresh process."""
+
+    framework: str
+    kind: str  # "patches" or "image"
+    batch: int
+    repeats: int
+    weights: str
+    task: str
+    device: str = "cpu"
+    image_size: int = 256
+
+
+@dataclass
+class Result:
+    job: Job
+    load_s: float = 0.0
+    first_s: float = 0.0
+    warm_s: list[float] = field(default_factory=list)
+    image_s: list[float] = field(default_factory=list)
+    tiles: int = 0
+    peak_rss_mib: float = 0.0
+    rss_loaded_mib: float = 0.0
+    threads: str = ""
+    load_before: float = 0.0
+    load_after: float = 0.0
+    error: str = ""
+
+    @property
+    def warm_median(self) -> float:
+        return _median(self.warm_s)
+
+    @property
+    def patches_per_s(self) -> float:
+        return self.job.batch / self.warm_median if self.warm_s else 0.0
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
+
+
+def _memory_mib(field_name: str) -> float:
+    """VmRSS / VmHWM of this process in MiB (Linux); ru_maxrss elsewhere."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ------------------------------------------------------------------------------ worker side
+def _thread_settings(framework: str) -> str:
+    if framework.startswith("mindspore"):
+        import mindspore as ms
+
+        return f"runtime_num_threads={ms.get_context('runtime_num_threads')}"
+    if framework == "torch":
+        import torch
+
+        return f"torch threads={torch.get_num_threads()}"
+    return f"ORT intra-op threads={os.environ.get('IPT_ORT_THREADS', 'default (physical cores)')}"
+
+
+def run_job(job: Job) -> Result:
+    """Load the model, time the first call, then the warm calls (or one whole image)."""
+    import numpy as np
+
+    from ipt_ms.inference import restore_array
+    from ipt_ms.predictors import create_predictor
+
+    result = Result(job)
+    name, mode, _ = FRAMEWORKS[job.framework]
+    start = time.perf_counter()
+    predictor, spec = create_predictor(name, job.weights, job.task, batch_size=job.batch, device=job.device,
+                                       mode=mode or "graph")
+    result.load_s = time.perf_counter() - start
+    result.rss_loaded_mib = _memory_mib("VmRSS")
+    result.threads = _thread_settings(job.framework)
+    rng = np.random.default_rng(0)
+    tiles = rng.uniform(0, spec.rgb_range, (job.batch, spec.n_colors, spec.patch_size, spec.patch_size))
+    tiles = tiles.astype(np.float32)
+    start = time.perf_counter()
+    predictor(tiles)
+    result.first_s = time.perf_counter() - start
+    if job.kind == "patches":
+        for _ in range(job.repeats):
+            start = time.perf_counter()
+            predictor(tiles)
+            result.warm_s.append(time.perf_counter() - start)
+    else:
+        image = _photo(job.image_size)
+        counted = {"tiles": 0}
+
+        def counting(batch):
+            counted["tiles"] += len(batch)
+            return predictor(batch)
+
+        for _ in range(job.repeats):
+            counted["tiles"] = 0
+            start = time.perf_counter()
+            restore_array(counting, image, scale=predictor.scale, patch=spec.patch_size, protocol="official")
+            result.image_s.append(time.perf_counter() - start)
+        result.tiles = counted["tiles"]
+    result.peak_rss_mib = _memory_mib("VmHWM")
+    return result
+
+
+def _photo(size: int):
+    """A real photo (scikit-image's astronaut), centre crop resized to size x size, uint8 HWC."""
+    import numpy as np
+    from skimage import data
+
+    photo = data.astronaut()
+    side = min(photo.shape[:2])
+    top, left = (photo.shape[0] - side) // 2, (photo.shape[1] - side) // 2
+    crop = photo[top:top + side, left:left + side]
+    index = (np.arange(size) * side / size).astype(int)
+    return np.ascontiguousarray(crop[index][:, index])
+
+
+def worker_main(payload: str) -> int:
+    job = Job(**json.loads(payload))
+    try:
+        result = run_job(job)
+    except Exception as err:  # reported by the parent next to the other results
+        result = Result(job, error=f"{type(err).__name__}: {err}")
+    data = asdict(result)
+    print(RESULT_TAG + json.dumps(data), flush=True)
+    return 0
+
+
+# ------------------------------------------------------------------------------ parent side
+def _loadavg() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
+def spawn(job: Job, timeout: float) -> Result:
+    """Run one job in a fresh interpreter; its peak RSS is its own."""
+    before = _loadavg()
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(asdict(job))]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))
+    except subprocess.TimeoutExpired:
+        return Result(job, error=f"timed out after {timeout:.0f} s", load_before=before, load_after=_loadavg())
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_TAG)]
+    if not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        return Result(job, error=f"worker exited {proc.returncode}: {tail[0]}", load_before=before,
+                      load_after=_loadavg())
+    data = json.loads(lines[-1][len(RESULT_TAG):])
+    data["job"] = Job(**data["job"])
+    result = Result(**data)
+    result.load_before, result.load_after = before, _loadavg()
+    return result
+
+
+def export_onnx_files(weights: str, task: str, folder: Path, frameworks: list[str], timeout: float) -> dict:
+    """Export the ONNX files the ORT jobs need, each in its own process (not counted in their memory)."""
+    files, seconds = {}, {}
+    for key, source in (("onnxruntime", "mindspore"), ("onnxruntime-torch", "torch")):
+        if key not in frameworks:
+            continue
+        path = folder / f"ipt_{source}.onnx"
+        cmd = [sys.executable, "-m", "ipt_ms", "export", "--weights", weights, "--task", task, "--source", source,
+               "--device", "cpu", "-o", str(path)]
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))
+        if proc.returncode != 0:
+            raise SystemExit(f"export for {key} failed: {proc.stderr.strip().splitlines()[-1:]}")
+        files[key], seconds[key] = str(path), time.perf_counter() - start
+    return {"files": files, "seconds": seconds}
+
+
+def make_weights(spec, folder: Path) -> str:
+    from ipt_ms.convert.weights import save_weights
+    from parity.seeded import seeded_state
+
+    path = folder / "ipt_bench.pt"
+    save_weights(path, seeded_state(spec, 0), spec)
+    return str(path)
+
+
+def machine_description() -> dict:
+    from importlib import metadata
+
+    info = {"python": platform.python_version(), "platform": platform.platform(), "cores": os.cpu_count()}
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("Model name", "Hypervisor vendor"):
+                info[key.strip().lower().replace(" ", "_")] = value.strip()
+    except (OSError, subprocess.SubprocessError):
+        info["model_name"] = platform.processor() or "unknown"
+    try:
+        kb = next(int(ln.split()[1]) for ln in Path("/proc/meminfo").read_text().splitlines()
+                  if ln.startswith("MemTotal"))
+        info["memory_gib"] = round(kb / 2**20, 1)
+    except (OSError, StopIteration):
+        pass
+    for package in ("mindspore", "torch", "onnxruntime", "onnx", "numpy"):
+        try:
+            info[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            info[package] = "not installed"
+    info["env"] = {k: os.environ.get(k, "") for k in ("ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS", "IPT_ORT_THREADS")}
+    return info
+
+
+# ------------------------------------------------------------------------------ report
+def _fmt(value: float, digits: int = 3) -> str:
+    if value != value:  # nan
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def render(results: list[Result], *, spec, task: str, flops: int, machine: dict, exports: dict, smoke: bool,
+           started: float, finished: float, loads: tuple[float, float]) -> str:
+    """The `## Inference` section (Markdown)."""
+    from bench.flops import ipt_macs
+
+    macs = ipt_macs(spec, task)
+    patches = [r for r in results if r.job.kind == "patches"]
+    images = [r for r in results if r.job.kind == "image"]
+    ref = {r.job.batch: r for r in patches if r.job.framework == REFERENCE and not r.error}
+    ref_image = next((r for r in images if r.job.framework == REFERENCE and not r.error), None)
+    job_loads = [x for r in results for x in (r.load_before, r.load_after)]
+    lines = [SECTION, ""]
+    if smoke:
+        lines += ["**Smoke run (tiny model, 1 iteration): not a measurement.**", ""]
+    lines += [
+        "`bench/run.py` (run: `.venv/bin/python bench/run.py`; `--smoke` is the CI form) measures every framework "
+        "side by side in one run, each (framework, measurement) in its own process so that peak memory (VmHWM) "
+        f"is its own. Patches are {spec.patch_size}x{spec.patch_size} float32 inputs, seeded uniform noise "
+        "(speed does not depend on values); "
+        "'first call' includes Graph compilation / kernel creation, 'warm' is the median of the calls after it. "
+        "Ratios are patches/s against PyTorch eager at the same batch. TFLOP/s counts 2 FLOP per MAC.",
+        "",
+        f"- Model: IPT `{task}`, {spec.num_parameters():,} parameters "
+        f"({spec.num_layers}+{spec.num_layers} layers, {spec.num_heads} heads, n_feats {spec.n_feats}, "
+        f"patch {spec.patch_size}); per patch {macs['total'] / 1e9:.2f} GMAC = {flops / 1e9:.2f} GFLOP "
+        f"(the paper's \"33 GFLOPs\" counts MACs; body {100 * (macs['body.encoder'] + macs['body.decoder'] + macs['body.linear']) / macs['total']:.1f}%, "  # noqa: E501
+        f"head {100 * macs['head'] / macs['total']:.1f}%, tail {100 * macs['tail'] / macs['total']:.1f}%).",
+        f"- Machine: {machine.get('model_name', '?')} ({machine.get('hypervisor_vendor', 'bare metal')} guest), "
+        f"{machine.get('cores')} cores, {machine.get('memory_gib', '?')} GiB; {machine.get('platform')}.",
+        f"- Load average (1 min): {loads[0]:.2f} before the suite, {loads[1]:.2f} after; per job "
+        f"{min(job_loads, default=float('nan')):.2f}-{max(job_loads, default=float('nan')):.2f}. "
+        + ("Quiet enough for timings." if max([loads[0], *job_loads], default=9) < 1.0 else
+           "**The machine was not quiet: other jobs shared the cores, so treat the timings as rough.**"),
+        f"- Versions: Python {machine['python']}, MindSpore {machine['mindspore']}, PyTorch {machine['torch']}, "
+        f"ONNX Runtime {machine['onnxruntime']}, onnx {machine['onnx']}, numpy {machine['numpy']}; "
+        f"env ONEDNN_MAX_CPU_ISA={machine['env'].get('ONEDNN_MAX_CPU_ISA') or 'unset'}.",
+        f"- Run: {time.strftime('%Y-%m-%d %H:%M', time.localtime(started))}, {(finished - started) / 60:.1f} min.",
+        "",
+        "| framework | batch | load (s) | first call (s) | warm median (s) | runs | patches/s | vs PyTorch | "
+        "TFLOP/s | peak RSS (MiB) | threads |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in patches:
+        label = FRAMEWORKS[r.job.framework][2]
+        if r.error:
+            lines.append(f"| {label} | {r.job.batch} | - | - | - | - | - | - | - | - | error: {r.error} |")
+            continue
+        base = ref.get(r.job.batch)
+        ratio = r.patches_per_s / base.patches_per_s if base and base.patches_per_s else float("nan")
+        lines.append(
+            f"| {label} | {r.job.batch} | {_fmt(r.load_s, 1)} | {_fmt(r.first_s)} | {_fmt(r.warm_median)} | "
+            f"{len(r.warm_s)} | {_fmt(r.patches_per_s, 2)} | {_fmt(ratio, 2)} | "
+            f"{_fmt(r.patches_per_s * flops / 1e12, 3)} | {r.peak_rss_mib:,.0f} | {r.threads} |")
+    if images:
+        size = images[0].job.image_size
+        lines += ["", f"Whole image: a {size}x{size} photo (scikit-image astronaut), official tiling "
+                      f"(48-px tiles, stride 12), batches of {images[0].job.batch}, x{spec.scale_of(task)} output; "
+                      "after one warm-up batch.", "",
+                  "| framework | tiles | first batch (s) | image (s) | runs | vs PyTorch | peak RSS (MiB) |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for r in images:
+            label = FRAMEWORKS[r.job.framework][2]
+            if r.error:
+                lines.append(f"| {label} | - | - | - | - | - | error: {r.error} |")
+                continue
+            seconds = _median(r.image_s)
+            ratio = _median(ref_image.image_s) / seconds if ref_image else float("nan")
+            lines.append(f"| {label} | {r.tiles} | {_fmt(r.first_s)} | {_fmt(seconds, 2)} | {len(r.image_s)} | "
+                         f"{_fmt(ratio, 2)} | {r.peak_rss_mib:,.0f} |")
+    if exports.get("seconds"):
+        done = ", ".join(f"{FRAMEWORKS[k][2].split('(')[1].rstrip(')')}: {v:.0f} s"
+                         for k, v in exports["seconds"].items())
+        lines += ["", f"ONNX export time (whole `ipt-ms export` process, incl. loading): {done}."]
+    return "\n".join(lines) + "\n"
+
+
+def update_markdown(path: Path, section: str) -> None:
+    """Replace the `## Inference` section of `path` (or append it), leaving every other section alone."""
+    from ipt_ms.fileio import atomic_output
+
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == SECTION), None)
+    if start is None:
+        new = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        tail = "".join(lines[end:])
+        new = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
+    with atomic_output(path) as tmp:
+        tmp.write_text(new)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--smoke", action="store_true", help="tiny model, 1 iteration, small image (CI)")
+    parser.add_argument("--out", default=None,
+                        help="Markdown file whose '## Inference' section is written (default BENCHMARKS.md; "
+                             "with --smoke nothing is written unless given)")
+    parser.add_argument("--json", default=None, help="also write the raw results here")
+    parser.add_argument("--frameworks", default=",".join(DEFAULT_FRAMEWORKS),
+                        help=f"comma-separated subset of {', '.join(FRAMEWORKS)}")
+    parser.add_argument("--image-frameworks", default=",".join(IMAGE_FRAMEWORKS),
+                        help="frameworks timed on the whole image (default: Graph, PyTorch, ORT)")
+    parser.add_argument("--batches", default="1,64", help="batch sizes (default 1,64)")
+    parser.add_argument("--repeats", default="1:5,64:3",
+                        help="warm calls per batch size, BATCH:N pairs (default 1:5,64:3)")
+    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--image-runs", type=int, default=1, help="timed whole-image runs (default 1)")
+    parser.add_argument("--task", default="sr_x2")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or gpu: every framework on the GPU")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per job (default 1800)")
+    args = parser.parse_args(argv)
+    if args.worker:
+        return worker_main(args.worker)
+
+    from bench.flops import ipt_flops
+    from ipt_ms.spec import IPTSpec
+
+    frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
+    unknown = [f for f in frameworks if f not in FRAMEWORKS]
+    if unknown:
+        parser.error(f"unknown framework(s) {unknown}; choose from {', '.join(FRAMEWORKS)}")
+    image_frameworks = [f for f in args.image_frameworks.split(",") if f.strip() in frameworks]
+    batches = [int(b) for b in args.batches.split(",")]
+    repeats = {int(k): int(v) for k, v in (pair.split(":") for pair in args.repeats.split(","))}
+    if args.smoke:
+        spec = IPTSpec.tiny(scales=(2,), task_names=(args.task,))
+        batches, repeats, image_size, image_runs = [2], {}, 40, 1
+        default_repeats = 1
+    else:
+        spec = IPTSpec.official(args.task)
+        image_size, image_runs, default_repeats = args.image_size, args.image_runs, 3
+    flops = ipt_flops(spec, args.task)
+    out = Path(args.out) if args.out else (None if args.smoke else ROOT / "BENCHMARKS.md")
+
+    started, load_start = time.time(), _loadavg()
+    print(f"load average {load_start:.2f}; {'smoke run' if args.smoke else 'full-size model'}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="ipt-bench-") as tmp:
+        folder = Path(tmp)
+        weights = make_weights(spec, folder)
+        exports = export_onnx_files(weights, args.task, folder, frameworks, args.timeout)
+        jobs = [Job(fw, "patches", b, repeats.get(b, default_repeats), exports["files"].get(fw, weights), args.task,
+                    args.device) for b in batches for fw in frameworks]
+        jobs += [Job(fw, "image", max(batches), image_runs, exports["files"].get(fw, weights), args.task,
+                     args.device, image_size) for fw in image_frameworks]
+        results = []
+        for job in jobs:
+            result = spawn(job, args.timeout)
+            results.append(result)
+            what = f"batch {job.batch}" if job.kind == "patches" else f"{job.image_size}px image"
+            status = result.error or (f"first {result.first_s:.3f} s, warm {result.warm_median:.3f} s, "
+                                      f"{result.patches_per_s:.2f} patches/s" if job.kind == "patches" else
+                                      f"image {_median(result.image_s):.2f} s")
+            print(f"{FRAMEWORKS[job.framework][2]:<42} {what:<14} {status}; peak {result.peak_rss_mib:,.0f} MiB; "
+                  f"load {result.load_before:.2f}->{result.load_after:.2f}", flush=True)
+    finished = time.time()
+    section = render(results, spec=spec, task=args.task, flops=flops, machine=machine_description(),
+                     exports=exports, smoke=args.smoke, started=started, finished=finished,
+                     loads=(load_start, _loadavg()))
+    print(section)
+    if out is not None:
+        update_markdown(out, section)
+        print(f"wrote {out}")
+    if args.json:
+        Path(args.json).write_text(json.dumps([asdict(r) for r in results], indent=2))
+    return 1 if any(r.error for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""The inference benchmark in its CI form (tiny model, 1 iteration: no timing is asserted) and
+the FLOP count it reports, checked against PyTorch's own counter."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bench.flops import ipt_flops, ipt_macs
+from bench.run import FRAMEWORKS, ROOT, SECTION, update_markdown
+from ipt_ms.spec import IPTSpec
+
+
+def test_smoke_run_writes_only_its_section(tmp_path):
+    out = tmp_path / "BENCHMARKS.md"
+    out.write_text("# Benchmarks\n\n## Data pipeline\n\nkept\n\n## Inference\n\nold numbers\n\n"
+                   "## Training\n\nkept too\n")
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--out", str(out),
+                           "--json", str(tmp_path / "r.json")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    text = out.read_text()
+    assert text.count(SECTION + "\n") == 1 and "old numbers" not in text
+    assert text.index("## Data pipeline") < text.index(SECTION) < text.index("## Training")
+    assert text.count("kept") == 2 and "Smoke run" in text
+    for label in (v[2] for v in FRAMEWORKS.values()):
+        assert f"| {label} | 2 |" in text  # one row per framework at the smoke batch size
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert not [r["error"] for r in results if r["error"]]
+    assert {r["job"]["kind"] for r in results} == {"patches", "image"}
+    assert all(r["peak_rss_mib"] > 0 and r["first_s"] > 0 for r in results)
+
+
+def test_update_markdown_appends_when_missing(tmp_path):
+    path = tmp_path / "B.md"
+    path.write_text("# Benchmarks\n\n## Data pipeline\n\nx\n")
+    update_markdown(path, SECTION + "\n\nnew\n")
+    assert path.read_text() == "# Benchmarks\n\n## Data pipeline\n\nx\n\n## Inference\n\nnew\n"
+
+
+@pytest.mark.parametrize("spec,task", [
+    (IPTSpec.tiny(scales=(2, 3, 4, 1)), t) for t in range(4)] + [
+    (IPTSpec.tiny(n_feats=16, num_layers=2, num_heads=4, patch_size=12, patch_dim=2, scales=(8,)), 0),
+    (IPTSpec.tiny(no_mlp=True), 0),
+])
+def test_flop_count_matches_torch_flop_counter(spec, task):
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from parity.torch_runner import build_torch_model
+
+    model = build_torch_model(spec)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 3, spec.patch_size, spec.patch_size), task)
+    assert ipt_flops(spec, task) == counter.get_total_flops()
+
+
+def test_full_model_is_the_papers_33_gmac():
+    macs = ipt_macs(IPTSpec.official("sr_x2"))
+    assert 33.0e9 < macs["total"] < 33.7e9  # "33G FLOPs" in the paper: multiply-accumulates
+    assert macs["body.encoder"] + macs["body.decoder"] > 0.9 * macs["total"]
