@@ -4,7 +4,7 @@ Both frameworks start from the same weights and see the same batches:
 
 * step 1 -- the loss (L1, contrastive, total) and every parameter's gradient, as the
   MindSpore `TrainStep` computes them (`grad_fn`, compiled) vs `loss.backward()`;
-* N steps of Adam -- the loss curves, from `TrainStep` (mint.optim.Adam, compiled) and
+* N steps of Adam -- the loss curves, from `TrainStep` (`ipt_ms.train.step.Adam`, compiled) and
   `torch.optim.Adam`, plus the weights at the end.
 
 The PyTorch side mirrors `ipt_ms.train` exactly: L1 + weight * (Eq. 5 or SupCon), torch's

@@ -20,6 +20,7 @@ from ipt_ms.tasks import PRETRAIN_TASKS, parse_task
 #: not alter the numbers of the steps already taken or still to come.
 RESUME_SAFE_KEYS = (
     "train.max_steps",
+    "train.time_limit_min",
     "train.init",
     "train.device",
     "schedule.epochs",
@@ -100,7 +101,7 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
-    """Adam with torch semantics (`mint.optim.Adam`)."""
+    """Adam with `torch.optim.Adam`'s update rule (`ipt_ms.train.step.Adam`)."""
 
     lr: float = option(5e-5, min=0.0, min_inclusive=False)
     betas: tuple[float, float] = option((0.9, 0.999), min=0.0, max=1.0, max_inclusive=False)
@@ -146,6 +147,8 @@ class RuntimeConfig:
     loss_scale: LossScaleConfig = field(default_factory=LossScaleConfig)
     on_nonfinite: Literal["stop", "skip"] = "stop"
     max_steps: Optional[int] = option(None, min=1, help="stop after this many steps in total")
+    time_limit_min: Optional[float] = option(None, min=0.0, min_inclusive=False,
+                                             help="stop (checkpoint, export) after this many minutes; single process")
     init: Optional[str] = option(None, help="weights to start from (.ckpt/.pt/.pth/.safetensors)")
 
 

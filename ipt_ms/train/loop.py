@@ -311,6 +311,11 @@ class Trainer:
         from ipt_ms.train.step import set_learning_rate
 
         cfg, state, main = self.cfg, self.state, self.dist.is_main
+        deadline = None
+        if cfg.train.time_limit_min is not None:
+            if self.dist.distributed:  # ranks could disagree on the last step and hang in the all-reduce
+                raise ConfigError("train.time_limit_min: only for single-process runs; use train.max_steps")
+            deadline = time.monotonic() + 60.0 * cfg.train.time_limit_min
         show = main and cfg.output.progress and not self.quiet
         bar = progress_bar(iter(()), total=total_steps, desc=cfg.kind, unit="step", enable=show,
                            initial=state.global_step)
@@ -353,6 +358,9 @@ class Trainer:
                 if state.global_step % cfg.output.checkpoint_every == 0:
                     self.save()
             if state.global_step >= total_steps:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                log.info("time limit of %g min reached at step %d", cfg.train.time_limit_min, state.global_step)
                 break
         if show:
             bar.close()

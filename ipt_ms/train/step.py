@@ -1,10 +1,10 @@
 """One jit-compiled IPT training step: forward, backward, gradient mean, clipping, Adam.
 
 Why not `nn.TrainOneStepCell` + `nn.Adam`: `nn.Adam` adds epsilon before the bias
-correction and so differs from `torch.optim.Adam`; `mint.optim.Adam` matches it, but
-only when compiled (its in-place updates are silent no-ops in PyNative on CPU). The
-update part (`ParameterUpdate`) is therefore always compiled with `ms.jit`; in Graph
-mode the whole step is one graph.
+correction and so differs from `torch.optim.Adam` (see `Adam` here for the exact
+PyTorch rule on the same fused kernel). The update part (`ParameterUpdate`) is always
+compiled with `ms.jit` (in-place updates can be silent no-ops in PyNative on CPU); in
+Graph mode the whole step is one graph.
 
 Each step also reports whether the (averaged) gradients were finite. A non-finite step
 never touches the weights or the Adam state, so the training loop can stop on it with
@@ -18,7 +18,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import mindspore as ms
-from mindspore import Parameter, Tensor, mint, nn, ops
+from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
+
+# Per-gradient maps applied with HyperMap: a Python loop or comprehension over the ~380
+# gradients of the full model nests one call per element and exceeds Graph mode's call
+# depth limit (1000).
+_square_sum = ops.MultitypeFuncGraph("ipt_square_sum")
+_scale_grad = ops.MultitypeFuncGraph("ipt_scale_grad")
+
+
+@_square_sum.register("Tensor")
+def _tensor_square_sum(grad):
+    return ops.sum(ops.square(grad.astype(ms.float32)))
+
+
+@_scale_grad.register("Tensor", "Tensor")
+def _tensor_scale_grad(factor, grad):
+    return grad.astype(ms.float32) * factor
 
 
 @dataclass(frozen=True)
@@ -31,11 +47,78 @@ class LossScaleSettings:
     window: int = 1000
 
 
+_adam_apply = ops.MultitypeFuncGraph("ipt_adam_apply")
+_decay_grad = ops.MultitypeFuncGraph("ipt_decay_grad")
+
+
+@_adam_apply.register("Function", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor",
+                      "Tensor", "Tensor")
+def _tensor_adam_apply(kernel, beta1_power, beta2_power, lr, beta1, beta2, eps, param, exp_avg, exp_avg_sq, grad):
+    return ops.depend(True, kernel(param, exp_avg, exp_avg_sq, beta1_power, beta2_power, lr, beta1, beta2, eps,
+                                   grad))
+
+
+@_decay_grad.register("Number", "Tensor", "Tensor")
+def _tensor_decay_grad(weight_decay, param, grad):
+    return grad + weight_decay * param
+
+
+class Adam(nn.Cell):
+    """`torch.optim.Adam` (and `mint.optim.Adam`) on MindSpore's fused Adam kernel.
+
+    Why not those two: `nn.Adam` runs the fused kernel, which adds eps to sqrt(v) *before*
+    the bias correction, so it drifts from PyTorch for small gradients; `mint.optim.Adam`
+    matches PyTorch but is built from ~10 separate operations per parameter: on the full
+    115M-parameter model its training step compiled in 112 s and peaked at 11.7 GB,
+    against 36 s and 5.6 GB with the fused kernel. PyTorch's step
+
+        w -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+
+    equals the kernel's ``w -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps')``
+    with ``eps' = eps * sqrt(1 - b2^t)``, which is what this cell feeds it. Weight decay
+    is PyTorch's L2 form (added to the gradient). State: `exp_avg`, `exp_avg_sq`,
+    `state_step` (named as in `mint.optim.Adam`), learning rate in `lrs[0]`.
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0):
+        super().__init__(auto_prefix=False)
+        for name, value in (("lr", lr), ("eps", eps), ("weight_decay", weight_decay)):
+            if value < 0:
+                raise ValueError(f"Adam {name} must be >= 0, got {value}")
+        if not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"Adam betas must be in [0, 1), got {betas}")
+        self.parameters = ParameterTuple(list(params))
+        self.exp_avg = self.parameters.clone(prefix="exp_avg", init="zeros")
+        self.exp_avg_sq = self.parameters.clone(prefix="exp_avg_sq", init="zeros")
+        self.state_step = Parameter(Tensor([0.0], ms.float32), name="state_step", requires_grad=False)
+        self.learning_rate = Parameter(Tensor(float(lr), ms.float32), name="learning_rate", requires_grad=False)
+        self.lrs = [self.learning_rate]
+        self.beta1 = Tensor(float(betas[0]), ms.float32)
+        self.beta2 = Tensor(float(betas[1]), ms.float32)
+        self.eps = float(eps)
+        self.weight_decay = float(weight_decay)
+        self.kernel = ops.Adam()
+        self.hyper_map = ops.HyperMap()
+
+    def construct(self, gradients):
+        step = self.state_step + 1.0
+        ops.assign(self.state_step, step)
+        beta1_power = ops.pow(self.beta1, step)
+        beta2_power = ops.pow(self.beta2, step)
+        eps = (self.eps * ops.sqrt(1.0 - beta2_power)).reshape(())
+        if self.weight_decay > 0:
+            gradients = self.hyper_map(ops.partial(_decay_grad, self.weight_decay), self.parameters, gradients)
+        return self.hyper_map(ops.partial(_adam_apply, self.kernel, beta1_power, beta2_power, self.learning_rate,
+                                          self.beta1, self.beta2, eps),
+                              self.parameters, self.exp_avg, self.exp_avg_sq, gradients)
+
+
 def build_adam(params, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-               weight_decay: float = 0.0):
-    """`mint.optim.Adam` (torch semantics: L2 weight decay added to the gradient)."""
-    return mint.optim.Adam(params, lr=float(lr), betas=(float(betas[0]), float(betas[1])), eps=float(eps),
-                           weight_decay=float(weight_decay))
+               weight_decay: float = 0.0) -> Adam:
+    """The optimiser of every IPT training run: `Adam` with PyTorch's update rule."""
+    return Adam(params, lr=float(lr), betas=(float(betas[0]), float(betas[1])), eps=float(eps),
+                weight_decay=float(weight_decay))
 
 
 def set_learning_rate(optimizer, lr: float) -> None:
@@ -66,6 +149,7 @@ class ParameterUpdate(nn.Cell):
         self.scale_factor = float(settings.factor)
         self.scale_window = int(settings.window)
         self.loss_scale = Parameter(Tensor(float(settings.init), ms.float32), name="loss_scale", requires_grad=False)
+        self.hyper_map = ops.HyperMap()
         self.good_steps = Parameter(Tensor(0, ms.int32), name="loss_scale_good_steps", requires_grad=False)
 
     @ms.jit
@@ -74,17 +158,13 @@ class ParameterUpdate(nn.Cell):
         # gradient tensors by identity and would recompile on every step
         scale = self.loss_scale * 1.0
         if self.dynamic_scale:
-            inv = 1.0 / scale
-            grads = tuple(g.astype(ms.float32) * inv for g in grads)
-        sq = ops.zeros((), ms.float32)
-        for g in grads:
-            sq = sq + ops.sum(ops.square(g.astype(ms.float32)))
-        norm = ops.sqrt(sq)
+            grads = self.hyper_map(ops.partial(_scale_grad, 1.0 / scale), grads)
+        norm = ops.sqrt(ops.addn(self.hyper_map(_square_sum, grads)))
         finite = ops.logical_and(ops.isfinite(norm), loss_finite)
         if self.use_clip:
             # torch.nn.utils.clip_grad_norm_: scale by min(1, max_norm / (norm + 1e-6))
             coef = ops.minimum(self.clip_norm / (norm + 1e-6), 1.0)
-            grads = tuple(g * coef.astype(g.dtype) for g in grads)
+            grads = self.hyper_map(ops.partial(_scale_grad, coef), grads)
         if finite:
             self.optimizer(grads)
         if self.dynamic_scale:

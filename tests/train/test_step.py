@@ -47,3 +47,30 @@ def test_nonfinite_steps_leave_weights_and_adam_untouched_and_scale_adapts():
     assert out[3] == 0 and not np.isfinite(out[0]) and adam_steps == 2
     np.testing.assert_array_equal(before, after)
     assert float(step.update.loss_scale.asnumpy()) == 2.0**18
+
+
+@pytest.mark.slow
+def test_step_compiles_with_as_many_gradients_as_the_full_model():
+    """The full 6-task IPT has ~380 parameter tensors; per-gradient Python loops in the
+    compiled step nest one call per tensor and overflow Graph mode's depth limit (1000)."""
+    import mindspore as ms
+    from mindspore import Parameter, ParameterTuple, nn, ops
+
+    from ipt_ms.train.step import TrainStep, build_adam
+
+    class Many(nn.Cell):
+        def __init__(self, count: int):
+            super().__init__()
+            self.ws = ParameterTuple([Parameter(ms.Tensor(np.full(2, 0.1 * (i % 7 + 1), np.float32)), name=f"w{i}")
+                                      for i in range(count)])
+
+        def construct(self, x, y, task_idx: int = 0):
+            total = ops.addn([ops.sum(ops.abs(w * x - y)) for w in self.ws])
+            return total, total, ops.zeros((), ms.float32)
+
+    net = Many(330)
+    opt = build_adam(net.trainable_params(), 0.01)
+    step = TrainStep(net, opt, clip_norm=1.0)
+    out = step(ms.Tensor(np.ones(2, np.float32)), ms.Tensor(np.zeros(2, np.float32)), 0).asnumpy()
+    assert out[3] == 1 and float(opt.state_step.asnumpy()[0]) == 1
+    np.testing.assert_allclose(net.ws[0].asnumpy(), [0.09, 0.09], rtol=1e-5)  # Adam's first step: lr * sign(g)
