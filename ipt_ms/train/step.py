@@ -122,9 +122,14 @@ def build_adam(params, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps
 
 
 def set_learning_rate(optimizer, lr: float) -> None:
-    """Change the learning rate of every parameter group (a Parameter, so no recompile)."""
+    """Change the learning rate of every parameter group (a Parameter: no recompile).
+
+    `ops.assign`, not `Parameter.set_data`: after the step is compiled, set_data on this
+    0-d parameter is not seen by the graph (measured with MindSpore 2.10 on CPU, Graph
+    and PyNative alike), while assign is.
+    """
     for group_lr in optimizer.lrs:
-        group_lr.set_data(Tensor(float(lr), ms.float32))
+        ops.assign(group_lr, Tensor(float(lr), group_lr.dtype))
 
 
 def get_learning_rate(optimizer) -> float:

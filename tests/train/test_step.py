@@ -74,3 +74,38 @@ def test_step_compiles_with_as_many_gradients_as_the_full_model():
     out = step(ms.Tensor(np.ones(2, np.float32)), ms.Tensor(np.zeros(2, np.float32)), 0).asnumpy()
     assert out[3] == 1 and float(opt.state_step.asnumpy()[0]) == 1
     np.testing.assert_allclose(net.ws[0].asnumpy(), [0.09, 0.09], rtol=1e-5)  # Adam's first step: lr * sign(g)
+
+
+def test_adam_matches_torch_for_tiny_and_large_gradients():
+    """`nn.Adam` drifts from PyTorch for small gradients (eps before the bias correction);
+    ours must not, including weight decay."""
+    import mindspore as ms
+    import torch
+    from mindspore import Parameter
+
+    from ipt_ms.train.step import build_adam, set_learning_rate
+
+    base = np.array([1.0, 1e-3, 1e-6, 1e-8, 1e-9, -1e-7, 0.0], np.float32)
+    w0 = np.array([0.5, -0.3, 0.2, 0.1, -0.1, 0.7, 0.0], np.float32)
+    param = Parameter(ms.Tensor(w0.copy()), name="w")
+    opt = build_adam([param], 1e-3, betas=(0.8, 0.99), eps=1e-8, weight_decay=0.01)
+
+    @ms.jit
+    def update(g):
+        return opt((g,))
+
+    ref = torch.tensor(w0.copy(), requires_grad=True)
+    ref_opt = torch.optim.Adam([ref], lr=1e-3, betas=(0.8, 0.99), eps=1e-8, weight_decay=0.01)
+    rng = np.random.default_rng(0)
+    for t in range(40):
+        if t == 20:
+            set_learning_rate(opt, 5e-4)
+            ref_opt.param_groups[0]["lr"] = 5e-4
+        g = (base * rng.uniform(0.5, 1.5, base.shape)).astype(np.float32)
+        update(ms.Tensor(g))
+        ref.grad = torch.from_numpy(g)
+        ref_opt.step()
+    moved = np.abs(ref.detach().numpy() - w0)
+    assert moved[:6].min() > 1e-3  # every weight with a gradient (or decay) really moved
+    np.testing.assert_allclose(param.asnumpy(), ref.detach().numpy(), rtol=0, atol=1e-7)
+    np.testing.assert_allclose(opt.exp_avg_sq[0].asnumpy(), ref_opt.state[ref]["exp_avg_sq"].numpy(), rtol=1e-5)
