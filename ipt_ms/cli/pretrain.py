@@ -27,12 +27,16 @@ def run_training(args: argparse.Namespace, kind: str | None, init: str | None = 
     """Load the config with the command-line overrides and train; prints where results went.
 
     `kind` forces pretrain/finetune; None trains whatever the config's `kind` says."""
+    from ipt_ms.config import load_yaml
+    from ipt_ms.errors import IPTError
     from ipt_ms.train.config import load_train_config
-    from ipt_ms.train.distributed import launched_distributed
     from ipt_ms.train.loop import train
 
     setup_logging(args.quiet)
-    overrides = [f"kind={kind}"] if kind else []
+    written = load_yaml(args.config).get("kind")
+    if kind and written not in (None, kind):
+        raise IPTError(f"{args.config} is a {written} config: use `ipt-ms {written}` or `ipt-ms train`")
+    overrides = [f"kind={kind}"] if kind and written is None else []
     for key, value in (("train.device", args.device), ("train.mode", args.mode), ("train.max_steps", args.max_steps)):
         if value is not None:
             overrides.append(f"{key}={value}")
@@ -45,7 +49,7 @@ def run_training(args: argparse.Namespace, kind: str | None, init: str | None = 
     if args.data:
         cfg.data.root = args.data
     result = train(cfg, resume=args.resume, quiet=args.quiet)
-    if result.rank == 0 and not (args.quiet and launched_distributed()):
+    if result.rank == 0:
         print(f"step {result.global_step}: weights {result.weights}, checkpoint {result.checkpoint}, "
               f"metrics {result.metrics}" + (f", plot {result.plot}" if result.plot else ""))
     return 0

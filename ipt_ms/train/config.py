@@ -140,7 +140,7 @@ class RuntimeConfig:
     """How and where the run executes."""
 
     seed: int = option(0, min=0)
-    device: str = option("auto", choices=("auto", "CPU", "GPU", "Ascend"))
+    device: str = option("auto", choices=("auto", "CPU", "GPU", "Ascend", "cpu", "gpu", "cuda", "ascend", "npu"))
     mode: Literal["graph", "pynative"] = "graph"
     amp: Literal["auto", "O0", "O1", "O2", "O3"] = option(
         "auto", help="auto: O2 on GPU/Ascend, float32 (O0) on CPU")

@@ -171,14 +171,22 @@ class Trainer:
             raise IPTError(f"{str(self.run_dir)!r} already holds checkpoints of a run; pass --resume to continue "
                            "it, or choose another output.dir")
 
+        # the data first: a wrong folder should fail before a 115M-parameter model is built
+        self.spec = cfg.model.spec()
+        if self.source_factory is not None:
+            self.source = self.source_factory(self.dist.world_size, self.dist.rank)
+        else:
+            self.source = build_source(cfg, self.spec, self.dist.world_size, self.dist.rank)
+        self.steps_per_epoch = len(self.source)
+        self.global_batch = self.source.batch_size * self.dist.world_size
+
         seed = cfg.train.seed
         ms.set_seed(seed)
         np.random.seed(seed)
         random.seed(seed)
+        init_state = None
         if saved is None:
             self.spec, init_state = initial_weights(cfg)
-        else:
-            self.spec, init_state = cfg.model.spec(), None
         self.net = build_ipt(self.spec)
         if init_state is not None:
             load_state_into(self.net, init_state, self.spec)
@@ -201,13 +209,6 @@ class Trainer:
             scale = LossScaleSettings(init=ls.init, factor=ls.factor, window=ls.window)
         self.step_cell = TrainStep(loss_net, self.optimizer, cfg.optim.grad_clip_norm, scale,
                                    distributed=self.dist.distributed)
-
-        if self.source_factory is not None:
-            self.source = self.source_factory(self.dist.world_size, self.dist.rank)
-        else:
-            self.source = build_source(cfg, self.spec, self.dist.world_size, self.dist.rank)
-        self.steps_per_epoch = len(self.source)
-        self.global_batch = self.source.batch_size * self.dist.world_size
 
         self.state = TrainState(steps_per_epoch=self.steps_per_epoch, world_size=self.dist.world_size,
                                 config=to_dict(cfg))

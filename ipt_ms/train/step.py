@@ -132,16 +132,12 @@ def set_learning_rate(optimizer, lr: float) -> None:
         ops.assign(group_lr, Tensor(float(lr), group_lr.dtype))
 
 
-def get_learning_rate(optimizer) -> float:
-    return float(optimizer.lrs[0].asnumpy())
-
-
 class ParameterUpdate(nn.Cell):
     """Unscale, measure, clip and apply gradients; track the dynamic loss scale.
 
     Inputs: loss_finite (bool tensor, agreed by all devices), then the gradients
-    (already averaged over devices) as separate arguments. Returns (applied, grad_norm, scale_before) where `applied`
-    says whether Adam ran.
+    (already averaged over devices) as separate arguments. Returns (applied, grad_norm,
+    scale_before), `applied` saying whether Adam ran.
     """
 
     def __init__(self, optimizer, clip_norm: float | None = None, loss_scale: LossScaleSettings | None = None):
