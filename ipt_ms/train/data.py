@@ -7,12 +7,16 @@ what makes resume exact: the data position in a checkpoint is just (epoch, step)
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ipt_ms.config import ConfigError
 from ipt_ms.spec import IPTSpec
 from ipt_ms.train.config import TrainConfig
+
+if TYPE_CHECKING:
+    from ipt_ms.data.pretrain import BatchSource
 
 
 def per_rank_batch(cfg: TrainConfig, world_size: int) -> int:
@@ -28,7 +32,7 @@ def per_rank_batch(cfg: TrainConfig, world_size: int) -> int:
     return per_rank
 
 
-def build_source(cfg: TrainConfig, spec: IPTSpec, world_size: int = 1, rank: int = 0):
+def build_source(cfg: TrainConfig, spec: IPTSpec, world_size: int = 1, rank: int = 0) -> BatchSource:
     """The `ipt_ms.data` batch source for this config and rank."""
     from ipt_ms.data import folders
     from ipt_ms.data.pretrain import PretrainSource, finetune_source
@@ -57,7 +61,7 @@ def build_source(cfg: TrainConfig, spec: IPTSpec, world_size: int = 1, rank: int
     return finetune_source(pairs, task, task_idx=0, **common)
 
 
-def batches(source, start_epoch: int, start_step: int, num_epochs: int,
+def batches(source: BatchSource, start_epoch: int, start_step: int, num_epochs: int,
             num_workers: int) -> Iterator[tuple[int, int, np.ndarray, np.ndarray, int]]:
     """(epoch, step, lr, hr, task_idx) from the data position on, for `num_epochs` epochs.
 

@@ -18,25 +18,25 @@ denominator otherwise. Both are computed in float32 whatever the network's preci
 from __future__ import annotations
 
 import mindspore as ms
-from mindspore import nn, ops
+from mindspore import Tensor, nn, ops
 
 #: Accepted values of the `loss.contrastive` option.
 CONTRASTIVE_LOSSES = ("none", "eq5", "supcon")
 _NORM_EPS = 1e-12  # as torch.nn.functional.normalize
 
 
-def l1_loss(out, target):
+def l1_loss(out: Tensor, target: Tensor) -> Tensor:
     """Mean absolute error over every element (`nn.L1Loss()`, the paper's L_sup)."""
     return ops.mean(ops.abs(out - target))
 
 
-def _unit_rows(features):
+def _unit_rows(features: Tensor) -> Tensor:
     """Scale each feature vector (last axis) to unit length, so a dot product is a cosine."""
     norm = ops.sqrt(ops.sum(features * features, dim=-1, keepdim=True))
     return features / ops.maximum(norm, _NORM_EPS)
 
 
-def contrastive_eq5(features):
+def contrastive_eq5(features: Tensor) -> Tensor:
     """Eq. 5 of the IPT paper for (B, N, E) patch features; see the module docstring."""
     B, N, E = features.shape
     f = _unit_rows(features.astype(ms.float32))
@@ -49,7 +49,7 @@ def contrastive_eq5(features):
     return ops.sum(ops.log(denominator) - positive) / (B * N * N)
 
 
-def supcon(features, temperature: float = 0.07, base_temperature: float = 0.07):
+def supcon(features: Tensor, temperature: float = 0.07, base_temperature: float = 0.07) -> Tensor:
     """The official MindSpore `SupConLoss` (all patches as anchors, same image = positive)."""
     B, N, E = features.shape
     M = B * N

@@ -121,7 +121,7 @@ def build_adam(params, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps
                 weight_decay=float(weight_decay))
 
 
-def set_learning_rate(optimizer, lr: float) -> None:
+def set_learning_rate(optimizer: Adam, lr: float) -> None:
     """Change the learning rate of every parameter group (a Parameter: no recompile).
 
     `ops.assign`, not `Parameter.set_data`: after the step is compiled, set_data on this
@@ -140,7 +140,7 @@ class ParameterUpdate(nn.Cell):
     scale_before), `applied` saying whether Adam ran.
     """
 
-    def __init__(self, optimizer, clip_norm: float | None = None, loss_scale: LossScaleSettings | None = None):
+    def __init__(self, optimizer: Adam, clip_norm: float | None = None, loss_scale: LossScaleSettings | None = None):
         super().__init__(auto_prefix=False)
         self.optimizer = optimizer
         self.use_clip = clip_norm is not None
@@ -197,7 +197,7 @@ class TrainStep(nn.Cell):
     devices, `applied` is 1.0 when the weights were updated.
     """
 
-    def __init__(self, loss_net: nn.Cell, optimizer, clip_norm: float | None = None,
+    def __init__(self, loss_net: nn.Cell, optimizer: Adam, clip_norm: float | None = None,
                  loss_scale: LossScaleSettings | None = None, distributed: bool = False):
         super().__init__(auto_prefix=False)
         self.loss_net = loss_net

@@ -8,13 +8,18 @@ fine-tuned file has the layout of the released single-task models (IPT_sr2.pt, .
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ipt_ms.config import ConfigError
 from ipt_ms.spec import IPTSpec
 from ipt_ms.train.config import TrainConfig
+
+if TYPE_CHECKING:
+    from mindspore import nn
 
 _PER_TASK = re.compile(r"^(head|tail)\.(\d+)\.(.+)$")
 _QUERY = "body.query_embed.weight"
@@ -74,12 +79,12 @@ def initial_weights(cfg: TrainConfig) -> tuple[IPTSpec, dict[str, np.ndarray] | 
     return spec, state
 
 
-def network_arrays(net) -> dict[str, np.ndarray]:
+def network_arrays(net: nn.Cell) -> dict[str, np.ndarray]:
     """Every parameter of a MindSpore network as numpy, by MindSpore name."""
     return {p.name: p.asnumpy() for p in net.get_parameters()}
 
 
-def export_weights(net, spec: IPTSpec, path) -> None:
+def export_weights(net: nn.Cell, spec: IPTSpec, path: str | os.PathLike) -> None:
     """Write the network's weights (format from the extension) with its architecture inside,
     so `ipt-ms restore --weights` and `load_weights` take it directly."""
     from ipt_ms.convert.keymap import mindspore_to_torch

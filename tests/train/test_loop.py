@@ -54,3 +54,26 @@ def test_finetune_pynative_skips_nan_batch_and_exports_single_task(tmp_path, tin
     assert spec.task_names == ("sr_x2",) and state["body.query_embed.weight"].shape[0] == 1
     assert not any(k.startswith("head.1") for k in state)
     assert result.plot is not None and result.plot.exists()
+
+
+class _Interrupting(ArraySource):
+    """Ctrl-C while the 4th batch is being prepared."""
+
+    def get_batch(self, epoch, step):
+        if (epoch, step) == (0, 3):
+            raise KeyboardInterrupt
+        return super().get_batch(epoch, step)
+
+
+def test_ctrl_c_writes_a_checkpoint_to_resume_from(tmp_path):
+    from ipt_ms.train.checkpoint import list_checkpoints
+    from ipt_ms.train.loop import train
+    from ipt_ms.train.metrics import read_metrics
+
+    cfg = tiny_config(tmp_path / "run", schedule={"epochs": 1, "milestones": []}, output={"checkpoint_every": 100})
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, source_factory=lambda w, r: _Interrupting(), quiet=True)
+    assert [p.name for p in list_checkpoints(tmp_path / "run" / "checkpoints")] == ["step_000000003.ckpt"]
+    result = train(cfg, resume=True, source_factory=lambda w, r: ArraySource(), quiet=True)
+    assert result.global_step == 6 and [s for s, _ in result.losses] == [4, 5, 6]
+    assert [r["step"] for r in read_metrics(result.metrics)] == [1, 2, 3, 4, 5, 6]
