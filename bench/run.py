@@ -11,9 +11,10 @@ depend on the values) it measures, in one run:
   compilation, oneDNN kernel creation, ORT arena warm-up) timed apart from the median of
   the warm calls that follow; ratios against PyTorch eager; achieved TFLOP/s (2 FLOP per
   MAC, `bench/flops.py`);
-* one whole 256x256 photo restored with the official tiling protocol (361 tiles, batches
-  of 64) in MindSpore Graph, PyTorch and ONNX Runtime, after a warm-up batch;
-* peak resident memory: every (framework, measurement) runs in its own subprocess, so each
+* one whole 256x256 photo restored with the official tiling protocol (361 tiles, predictor
+  batches of 64) in MindSpore Graph, PyTorch and ONNX Runtime, timed in the batch-64
+  process after its warm calls;
+* peak resident memory: every (framework, batch size) runs in its own subprocess, so each
   peak (VmHWM) belongs to one framework and one batch size;
 * the machine: CPU model, cores, memory, load average before/after every job, versions and
   thread settings.
@@ -21,9 +22,13 @@ depend on the values) it measures, in one run:
 Jobs are interleaved (batch 1 of every framework, then batch 64 of every framework, ...)
 so a change in background load hits all of them alike. The timings are only meaningful
 on a quiet machine: check `uptime` first; the load averages are printed next to the
-numbers. With the defaults the suite takes ~15-20 minutes on 2 cores: batch 64 of the
-full model costs ~20-40 s per call, so batch 64 gets 1 first call + 3 warm calls and the
-256x256 image one timed run (361 tiles x ~0.3-0.5 s each).
+numbers. With the defaults the suite takes ~20 minutes on 2 cores: batch 64 of the full
+model costs ~30-40 s per call, so batch 64 gets 1 first call + 3 warm calls, batch 1 gets
+1 + 5, and the 256x256 image one timed run (361 tiles x ~0.5 s each).
+
+MindSpore Graph on CPU runs a predictor batch as compiled calls of at most
+`ipt_ms.inference.CPU_GRAPH_CALL_TILES` (8) tiles: Graph mode keeps every intermediate
+of a call allocated (0.35 GB per tile), see docs/export.md.
 """
 
 from __future__ import annotations
@@ -61,16 +66,16 @@ SECTION = "## Inference"
 
 @dataclass
 class Job:
-    """One measurement in one fresh process."""
+    """One framework at one batch size in one fresh process (optionally also the whole image)."""
 
     framework: str
-    kind: str  # "patches" or "image"
     batch: int
     repeats: int
     weights: str
     task: str
     device: str = "cpu"
     image_size: int = 256
+    image_runs: int = 0  # timed whole-image restorations after the patch timings
 
 
 @dataclass
@@ -152,12 +157,11 @@ def run_job(job: Job) -> Result:
     start = time.perf_counter()
     predictor(tiles)
     result.first_s = time.perf_counter() - start
-    if job.kind == "patches":
-        for _ in range(job.repeats):
-            start = time.perf_counter()
-            predictor(tiles)
-            result.warm_s.append(time.perf_counter() - start)
-    else:
+    for _ in range(job.repeats):
+        start = time.perf_counter()
+        predictor(tiles)
+        result.warm_s.append(time.perf_counter() - start)
+    if job.image_runs:
         image = _photo(job.image_size)
         counted = {"tiles": 0}
 
@@ -165,7 +169,7 @@ def run_job(job: Job) -> Result:
             counted["tiles"] += len(batch)
             return predictor(batch)
 
-        for _ in range(job.repeats):
+        for _ in range(job.image_runs):
             counted["tiles"] = 0
             start = time.perf_counter()
             restore_array(counting, image, scale=predictor.scale, patch=spec.patch_size, protocol="official")
@@ -293,8 +297,8 @@ def render(results: list[Result], *, spec, task: str, flops: int, machine: dict,
     from bench.flops import ipt_macs
 
     macs = ipt_macs(spec, task)
-    patches = [r for r in results if r.job.kind == "patches"]
-    images = [r for r in results if r.job.kind == "image"]
+    patches = results
+    images = [r for r in results if r.job.image_runs]
     ref = {r.job.batch: r for r in patches if r.job.framework == REFERENCE and not r.error}
     ref_image = next((r for r in images if r.job.framework == REFERENCE and not r.error), None)
     job_loads = [x for r in results for x in (r.load_before, r.load_after)]
@@ -307,7 +311,9 @@ def render(results: list[Result], *, spec, task: str, flops: int, machine: dict,
         f"is its own. Patches are {spec.patch_size}x{spec.patch_size} float32 inputs, seeded uniform noise "
         "(speed does not depend on values); "
         "'first call' includes Graph compilation / kernel creation, 'warm' is the median of the calls after it. "
-        "Ratios are patches/s against PyTorch eager at the same batch. TFLOP/s counts 2 FLOP per MAC.",
+        "Ratios are patches/s against PyTorch eager at the same batch. TFLOP/s counts 2 FLOP per MAC. "
+        "MindSpore Graph on CPU feeds a batch to the compiled network at most 8 tiles per call "
+        "(`CPU_GRAPH_CALL_TILES`: Graph mode keeps every intermediate of a call allocated, 0.35 GB per tile).",
         "",
         f"- Model: IPT `{task}`, {spec.num_parameters():,} parameters "
         f"({spec.num_layers}+{spec.num_layers} layers, {spec.num_heads} heads, n_feats {spec.n_feats}, "
@@ -343,19 +349,20 @@ def render(results: list[Result], *, spec, task: str, flops: int, machine: dict,
     if images:
         size = images[0].job.image_size
         lines += ["", f"Whole image: a {size}x{size} photo (scikit-image astronaut), official tiling "
-                      f"(48-px tiles, stride 12), batches of {images[0].job.batch}, x{spec.scale_of(task)} output; "
-                      "after one warm-up batch.", "",
-                  "| framework | tiles | first batch (s) | image (s) | runs | vs PyTorch | peak RSS (MiB) |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+                      f"(48-px tiles, stride 12), predictor batches of {images[0].job.batch}, "
+                      f"x{spec.scale_of(task)} output; timed in the batch-{images[0].job.batch} process above, "
+                      "so after its warm-up and warm calls (peak RSS there covers both).", "",
+                  "| framework | tiles | image (s) | runs | tiles/s | vs PyTorch |",
+                  "|---|---:|---:|---:|---:|---:|"]
         for r in images:
             label = FRAMEWORKS[r.job.framework][2]
             if r.error:
-                lines.append(f"| {label} | - | - | - | - | - | error: {r.error} |")
+                lines.append(f"| {label} | - | - | - | - | error: {r.error} |")
                 continue
             seconds = _median(r.image_s)
             ratio = _median(ref_image.image_s) / seconds if ref_image else float("nan")
-            lines.append(f"| {label} | {r.tiles} | {_fmt(r.first_s)} | {_fmt(seconds, 2)} | {len(r.image_s)} | "
-                         f"{_fmt(ratio, 2)} | {r.peak_rss_mib:,.0f} |")
+            lines.append(f"| {label} | {r.tiles} | {_fmt(seconds, 2)} | {len(r.image_s)} | "
+                         f"{_fmt(r.tiles / seconds, 2)} | {_fmt(ratio, 2)} |")
     if exports.get("seconds"):
         done = ", ".join(f"{FRAMEWORKS[k][2].split('(')[1].rstrip(')')}: {v:.0f} s"
                          for k, v in exports["seconds"].items())
@@ -431,18 +438,17 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(tmp)
         weights = make_weights(spec, folder)
         exports = export_onnx_files(weights, args.task, folder, frameworks, args.timeout)
-        jobs = [Job(fw, "patches", b, repeats.get(b, default_repeats), exports["files"].get(fw, weights), args.task,
-                    args.device) for b in batches for fw in frameworks]
-        jobs += [Job(fw, "image", max(batches), image_runs, exports["files"].get(fw, weights), args.task,
-                     args.device, image_size) for fw in image_frameworks]
+        jobs = [Job(fw, b, repeats.get(b, default_repeats), exports["files"].get(fw, weights), args.task, args.device,
+                    image_size, image_runs if b == max(batches) and fw in image_frameworks else 0)
+                for b in batches for fw in frameworks]
         results = []
         for job in jobs:
             result = spawn(job, args.timeout)
             results.append(result)
-            what = f"batch {job.batch}" if job.kind == "patches" else f"{job.image_size}px image"
+            what = f"batch {job.batch}"
             status = result.error or (f"first {result.first_s:.3f} s, warm {result.warm_median:.3f} s, "
-                                      f"{result.patches_per_s:.2f} patches/s" if job.kind == "patches" else
-                                      f"image {_median(result.image_s):.2f} s")
+                                      f"{result.patches_per_s:.2f} patches/s"
+                                      + (f", image {_median(result.image_s):.2f} s" if result.image_s else ""))
             print(f"{FRAMEWORKS[job.framework][2]:<42} {what:<14} {status}; peak {result.peak_rss_mib:,.0f} MiB; "
                   f"load {result.load_before:.2f}->{result.load_after:.2f}", flush=True)
     finished = time.time()

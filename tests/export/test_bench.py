@@ -29,8 +29,11 @@ def test_smoke_run_writes_only_its_section(tmp_path):
         assert f"| {label} | 2 |" in text  # one row per framework at the smoke batch size
     results = json.loads((tmp_path / "r.json").read_text())
     assert not [r["error"] for r in results if r["error"]]
-    assert {r["job"]["kind"] for r in results} == {"patches", "image"}
-    assert all(r["peak_rss_mib"] > 0 and r["first_s"] > 0 for r in results)
+    with_image = {r["job"]["framework"] for r in results if r["image_s"]}
+    assert with_image == {"mindspore-graph", "torch", "onnxruntime"}
+    assert all(r["tiles"] > 0 for r in results if r["image_s"])
+    assert all(r["peak_rss_mib"] > 0 and r["first_s"] > 0 and len(r["warm_s"]) == 1 for r in results)
+    assert "| framework | tiles | image (s) |" in text
 
 
 def test_update_markdown_appends_when_missing(tmp_path):
