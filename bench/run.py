@@ -91,6 +91,7 @@ class Result:
     threads: str = ""
     load_before: float = 0.0
     load_after: float = 0.0
+    others_cores: float = float("nan")  # mean cores other processes kept busy during the job
     error: str = ""
 
     @property
@@ -211,24 +212,47 @@ def _loadavg() -> float:
         return float("nan")
 
 
+def _busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot (/proc/stat); nan elsewhere."""
+    try:
+        ticks = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
+
+
+def _own_cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children (the workers)."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def spawn(job: Job, timeout: float) -> Result:
-    """Run one job in a fresh interpreter; its peak RSS is its own."""
-    before = _loadavg()
+    """Run one job in a fresh interpreter; its peak RSS is its own.
+
+    The load average counts the worker's own threads, so contention is measured directly:
+    busy CPU time of the whole machine minus this process tree's, per second of the job.
+    """
+    before, busy, own, start = _loadavg(), _busy_cpu_seconds(), _own_cpu_seconds(), time.perf_counter()
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(asdict(job))]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))
     except subprocess.TimeoutExpired:
-        return Result(job, error=f"timed out after {timeout:.0f} s", load_before=before, load_after=_loadavg())
+        proc = None
+    others = (_busy_cpu_seconds() - busy - (_own_cpu_seconds() - own)) / max(time.perf_counter() - start, 1e-9)
+    stats = dict(load_before=before, load_after=_loadavg(), others_cores=max(others, 0.0))
+    if proc is None:
+        return Result(job, error=f"timed out after {timeout:.0f} s", **stats)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_TAG)]
     if not lines:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        return Result(job, error=f"worker exited {proc.returncode}: {tail[0]}", load_before=before,
-                      load_after=_loadavg())
+        return Result(job, error=f"worker exited {proc.returncode}: {tail[0]}", **stats)
     data = json.loads(lines[-1][len(RESULT_TAG):])
     data["job"] = Job(**data["job"])
-    result = Result(**data)
-    result.load_before, result.load_after = before, _loadavg()
-    return result
+    data.update(stats)
+    return Result(**data)
 
 
 def export_onnx_files(weights: str, task: str, folder: Path, frameworks: list[str], timeout: float) -> dict:
@@ -302,6 +326,8 @@ def render(results: list[Result], *, spec, task: str, flops: int, machine: dict,
     ref = {r.job.batch: r for r in patches if r.job.framework == REFERENCE and not r.error}
     ref_image = next((r for r in images if r.job.framework == REFERENCE and not r.error), None)
     job_loads = [x for r in results for x in (r.load_before, r.load_after)]
+    others = [r.others_cores for r in results if r.others_cores == r.others_cores]
+    quiet = loads[0] < 0.5 and max(others, default=9.0) < 0.1
     lines = [SECTION, ""]
     if smoke:
         lines += ["**Smoke run (tiny model, 1 iteration): not a measurement.**", ""]
@@ -322,9 +348,12 @@ def render(results: list[Result], *, spec, task: str, flops: int, machine: dict,
         f"head {100 * macs['head'] / macs['total']:.1f}%, tail {100 * macs['tail'] / macs['total']:.1f}%).",
         f"- Machine: {machine.get('model_name', '?')} ({machine.get('hypervisor_vendor', 'bare metal')} guest), "
         f"{machine.get('cores')} cores, {machine.get('memory_gib', '?')} GiB; {machine.get('platform')}.",
-        f"- Load average (1 min): {loads[0]:.2f} before the suite, {loads[1]:.2f} after; per job "
-        f"{min(job_loads, default=float('nan')):.2f}-{max(job_loads, default=float('nan')):.2f}. "
-        + ("Quiet enough for timings." if max([loads[0], *job_loads], default=9) < 1.0 else
+        f"- Load: 1-min load average {loads[0]:.2f} before the suite ({loads[1]:.2f} after; "
+        f"{min(job_loads, default=float('nan')):.2f}-{max(job_loads, default=float('nan')):.2f} around the "
+        "jobs, which counts the benchmark's own threads). Other processes kept on average "
+        f"{max(others, default=float('nan')):.2f} cores busy during the busiest job "
+        f"(mean over jobs {sum(others) / max(len(others), 1):.2f}; column 'others'). "
+        + ("Quiet enough for timings." if quiet else
            "**The machine was not quiet: other jobs shared the cores, so treat the timings as rough.**"),
         f"- Versions: Python {machine['python']}, MindSpore {machine['mindspore']}, PyTorch {machine['torch']}, "
         f"ONNX Runtime {machine['onnxruntime']}, onnx {machine['onnx']}, numpy {machine['numpy']}; "
@@ -332,20 +361,21 @@ def render(results: list[Result], *, spec, task: str, flops: int, machine: dict,
         f"- Run: {time.strftime('%Y-%m-%d %H:%M', time.localtime(started))}, {(finished - started) / 60:.1f} min.",
         "",
         "| framework | batch | load (s) | first call (s) | warm median (s) | runs | patches/s | vs PyTorch | "
-        "TFLOP/s | peak RSS (MiB) | threads |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "TFLOP/s | peak RSS (MiB) | others | threads |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in patches:
         label = FRAMEWORKS[r.job.framework][2]
         if r.error:
-            lines.append(f"| {label} | {r.job.batch} | - | - | - | - | - | - | - | - | error: {r.error} |")
+            lines.append(f"| {label} | {r.job.batch} | - | - | - | - | - | - | - | - | - | error: {r.error} |")
             continue
         base = ref.get(r.job.batch)
         ratio = r.patches_per_s / base.patches_per_s if base and base.patches_per_s else float("nan")
         lines.append(
             f"| {label} | {r.job.batch} | {_fmt(r.load_s, 1)} | {_fmt(r.first_s)} | {_fmt(r.warm_median)} | "
             f"{len(r.warm_s)} | {_fmt(r.patches_per_s, 2)} | {_fmt(ratio, 2)} | "
-            f"{_fmt(r.patches_per_s * flops / 1e12, 3)} | {r.peak_rss_mib:,.0f} | {r.threads} |")
+            f"{_fmt(r.patches_per_s * flops / 1e12, 3)} | {r.peak_rss_mib:,.0f} | {_fmt(r.others_cores, 2)} | "
+            f"{r.threads} |")
     if images:
         size = images[0].job.image_size
         lines += ["", f"Whole image: a {size}x{size} photo (scikit-image astronaut), official tiling "
@@ -450,7 +480,8 @@ def main(argv: list[str] | None = None) -> int:
                                       f"{result.patches_per_s:.2f} patches/s"
                                       + (f", image {_median(result.image_s):.2f} s" if result.image_s else ""))
             print(f"{FRAMEWORKS[job.framework][2]:<42} {what:<14} {status}; peak {result.peak_rss_mib:,.0f} MiB; "
-                  f"load {result.load_before:.2f}->{result.load_after:.2f}", flush=True)
+                  f"load {result.load_before:.2f}->{result.load_after:.2f}, others {result.others_cores:.2f} cores",
+                  flush=True)
     finished = time.time()
     section = render(results, spec=spec, task=args.task, flops=flops, machine=machine_description(),
                      exports=exports, smoke=args.smoke, started=started, finished=finished,
