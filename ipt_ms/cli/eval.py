@@ -66,7 +66,8 @@ def register(subparsers) -> None:
                     "(printed, and saved as Markdown/CSV/JSON in --out). Per-image results are logged as they "
                     "are computed; re-running the same command skips finished images.")
     p.add_argument("--weights", required=True, help=".ckpt, .pt/.pth or .safetensors")
-    p.add_argument("--framework", default="mindspore", help="mindspore (default) or torch (the PyTorch twin)")
+    p.add_argument("--framework", default="mindspore",
+                   help="mindspore (default), torch (the PyTorch twin) or onnx (ONNX Runtime on an exported file)")
     add_eval_args(p)
     p.set_defaults(func=run)
 

@@ -21,7 +21,7 @@ def register(subparsers) -> None:
     p.add_argument("--task", default="0", help="task name or index (default 0)")
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.add_argument("--framework", default="mindspore",
-                   help="mindspore (default) or torch (the PyTorch twin)")
+                   help="mindspore (default), torch (the PyTorch twin) or onnx (ONNX Runtime on an exported file)")
     p.add_argument("--batch-size", type=int, default=64, help="tiles per forward pass (default 64)")
     p.add_argument("--protocol", default="official", help="tiling protocol (default: official)")
     p.add_argument("--save-raw", action="store_true", help="also write the float32 output as .npy")

@@ -64,3 +64,14 @@ def test_full_model_is_the_papers_33_gmac():
     macs = ipt_macs(IPTSpec.official("sr_x2"))
     assert 33.0e9 < macs["total"] < 33.7e9  # "33G FLOPs" in the paper: multiply-accumulates
     assert macs["body.encoder"] + macs["body.decoder"] > 0.9 * macs["total"]
+
+
+def test_profile_parts_add_up_to_the_network():
+    """The per-part profile times pieces that, chained, are the whole network, in both frameworks."""
+    from bench.profile_parts import profile, render
+
+    rows = profile("tiny", batch=2, runs=1)
+    assert len(rows) == 5 and all(r["ms_warm"] > 0 and r["torch_warm"] > 0 for r in rows)
+    assert max(r["rel_err"] for r in rows) < 1e-4  # each MindSpore part computes what the PyTorch part does
+    assert rows[-1]["vs_full_network"] < 1e-5
+    assert "| **sum** |" in render(rows, "tiny", 2, 1)
