@@ -46,3 +46,14 @@ def atomic_output(path: str | os.PathLike, keep_suffix: bool = True) -> Iterator
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    """Write a matplotlib figure as PNG atomically, then free it (long runs plot repeatedly)."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path

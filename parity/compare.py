@@ -234,7 +234,7 @@ class ParityReport:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from ipt_ms.fileio import atomic_output
+        from ipt_ms.fileio import save_figure
 
         floor = 1e-12
         x = np.arange(len(self.stages))
@@ -259,11 +259,7 @@ class ParityReport:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
-        path = Path(path)
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
-        plt.close(fig)
-        return path
+        return save_figure(fig, path)
 
 
 # ------------------------------------------------------------------------------ running

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ipt_ms.fileio import atomic_output
+from ipt_ms.fileio import atomic_output, save_figure
 
 
 class MetricsLog:
@@ -103,8 +103,4 @@ def plot_loss_curves(metrics_path: str | os.PathLike, out_path: str | os.PathLik
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
     fig.tight_layout()
-    out_path = Path(out_path)
-    with atomic_output(out_path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return out_path
+    return save_figure(fig, out_path)
