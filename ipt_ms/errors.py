@@ -45,3 +45,9 @@ def _short(items, limit: int = 6) -> str:
     items = list(items)
     text = ", ".join(str(i) for i in items[:limit])
     return text + (f", ... (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (framework errors run to pages), or its type."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -21,7 +21,7 @@ import numpy as np
 
 from ipt_ms.convert.infer import infer_spec
 from ipt_ms.convert.keymap import mindspore_to_torch, torch_key, torch_to_mindspore
-from ipt_ms.errors import IPTError
+from ipt_ms.errors import IPTError, first_line
 from ipt_ms.fileio import atomic_output
 from ipt_ms.spec import IPTSpec
 
@@ -83,8 +83,8 @@ def _read_torch_pickle(path: Path) -> tuple[dict[str, np.ndarray], IPTSpec | Non
                            "loading (torch.load weights_only=True) does not allow") from err
         raise IPTError(f"cannot read {str(path)!r}: not a PyTorch weights file, or corrupt ({err})") from err
     except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise IPTError(f"cannot read {str(path)!r}: not a PyTorch weights file, or truncated ({first})") from err
+        raise IPTError(f"cannot read {str(path)!r}: not a PyTorch weights file, or truncated "
+                       f"({first_line(err)})") from err
     state, metadata = _unwrap_state_dict(obj, path)
     spec_json = (metadata or {}).get(TORCH_METADATA_ENTRY, {}).get("spec")
     arrays = {}
@@ -135,16 +135,21 @@ def _read_safetensors(path: Path) -> tuple[dict[str, np.ndarray], IPTSpec | None
     return arrays, spec
 
 
-def _read_ckpt(path: Path) -> tuple[dict[str, np.ndarray], IPTSpec | None]:
+def read_ms_checkpoint(path: str | Path) -> dict:
+    """Everything a MindSpore .ckpt holds (parameters and append_dict strings); IPTError naming the file."""
     import mindspore as ms
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            content = ms.load_checkpoint(str(path))
+            return ms.load_checkpoint(str(path))
     except Exception as err:  # MindSpore raises ValueError/RuntimeError/TypeError for bad files
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise IPTError(f"cannot read {str(path)!r}: not a MindSpore checkpoint, or corrupt ({first})") from err
+        raise IPTError(f"cannot read {str(path)!r}: not a MindSpore checkpoint, or corrupt "
+                       f"({first_line(err)})") from err
+
+
+def _read_ckpt(path: Path) -> tuple[dict[str, np.ndarray], IPTSpec | None]:
+    content = read_ms_checkpoint(path)
     spec = None
     arrays = {}
     for key, value in content.items():
@@ -184,11 +189,14 @@ def load_weights(path: str | Path, **overrides) -> tuple[IPTSpec, dict[str, np.n
     """
     weights = read_weight_file(path)
     spec = resolve_spec(weights, **overrides)
+    return spec, official_state(weights, spec)
+
+
+def official_state(weights: WeightFile, spec: IPTSpec) -> dict[str, np.ndarray]:
+    """A read file's arrays under the official keys, checked against `spec` (a mismatch lists the keys)."""
     if weights.naming == "mindspore":
-        state = mindspore_to_torch(weights.arrays, spec)
-    else:
-        state = mindspore_to_torch(torch_to_mindspore(weights.arrays, spec), spec)
-    return spec, state
+        return mindspore_to_torch(weights.arrays, spec)
+    return mindspore_to_torch(torch_to_mindspore(weights.arrays, spec), spec)
 
 
 # ------------------------------------------------------------------------------- writing
@@ -216,12 +224,17 @@ def save_weights(path: str | Path, state: dict[str, np.ndarray], spec: IPTSpec) 
             torch.save(tensors, tmp)
 
 
-def _write_ckpt(path: Path, params: dict[str, np.ndarray], spec: IPTSpec) -> None:
+def write_ms_checkpoint(path: str | Path, params: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
+    """Write a MindSpore .ckpt atomically: parameters by name, plus string entries (append_dict)."""
     import mindspore as ms
 
     entries = [{"name": k, "data": ms.Tensor(np.ascontiguousarray(v))} for k, v in params.items()]
     with atomic_output(path) as tmp:
-        ms.save_checkpoint(entries, str(tmp), append_dict={SPEC_METADATA_KEY: spec.to_json()})
+        ms.save_checkpoint(entries, str(tmp), append_dict=metadata)
+
+
+def _write_ckpt(path: Path, params: dict[str, np.ndarray], spec: IPTSpec) -> None:
+    write_ms_checkpoint(path, params, {SPEC_METADATA_KEY: spec.to_json()})
 
 
 def convert_file(src: str | Path, dst: str | Path, **overrides) -> IPTSpec:

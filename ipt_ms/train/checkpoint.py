@@ -21,19 +21,17 @@ from __future__ import annotations
 import json
 import random
 import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ipt_ms.convert.weights import SPEC_METADATA_KEY as SPEC_KEY
 from ipt_ms.errors import IPTError
-from ipt_ms.fileio import atomic_output
 
 FORMAT_VERSION = 1
 STATE_KEY = "train_state"
-SPEC_KEY = "ipt_spec"
 _NAME = re.compile(r"^step_(\d+)\.ckpt$")
 
 
@@ -120,13 +118,11 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
 def save_checkpoint(directory: str | Path, tensors: dict[str, np.ndarray], state: TrainState, spec_json: str,
                     keep_last: int) -> Path:
     """Write one checkpoint atomically, then delete all but the newest `keep_last`."""
-    import mindspore as ms
+    from ipt_ms.convert.weights import write_ms_checkpoint
 
     directory = Path(directory)
     path = directory / checkpoint_name(state.global_step)
-    entries = [{"name": k, "data": ms.Tensor(np.array(v, order="C"))} for k, v in tensors.items()]
-    with atomic_output(path) as tmp:
-        ms.save_checkpoint(entries, str(tmp), append_dict={STATE_KEY: state.to_json(), SPEC_KEY: spec_json})
+    write_ms_checkpoint(path, tensors, {STATE_KEY: state.to_json(), SPEC_KEY: spec_json})
     for old in list_checkpoints(directory)[:-keep_last]:
         old.unlink(missing_ok=True)
     return path
@@ -134,18 +130,12 @@ def save_checkpoint(directory: str | Path, tensors: dict[str, np.ndarray], state
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], TrainState, str | None]:
     """(tensors, state, spec json) of a training checkpoint; IPTError if it is not one."""
-    import mindspore as ms
+    from ipt_ms.convert.weights import read_ms_checkpoint
 
     path = Path(path)
     if not path.is_file():
         raise IPTError(f"checkpoint not found: {str(path)!r}")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            content = ms.load_checkpoint(str(path))
-    except Exception as err:  # MindSpore raises several types for unreadable files
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise IPTError(f"cannot read checkpoint {str(path)!r}: {first}") from err
+    content = read_ms_checkpoint(path)
     text = content.pop(STATE_KEY, None)
     if not isinstance(text, str):
         raise IPTError(f"{str(path)!r} is a weights file, not a training checkpoint (no {STATE_KEY!r}); "

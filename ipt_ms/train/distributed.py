@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ipt_ms.errors import IPTError
+from ipt_ms.errors import IPTError, first_line
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,7 @@ def init_distributed() -> DistInfo:
     try:
         init()
     except (RuntimeError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise IPTError(f"distributed init failed (is this run launched by msrun with matching "
-                       f"--worker_num?): {first}") from err
+                       f"--worker_num?): {first_line(err)}") from err
     ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True)
     return DistInfo(rank=get_rank(), world_size=get_group_size(), distributed=True)

@@ -56,17 +56,18 @@ def initial_weights(cfg: TrainConfig) -> tuple[IPTSpec, dict[str, np.ndarray] | 
     must match the config's tasks. Any other architecture difference is an error that
     lists the differing options.
     """
-    from ipt_ms.convert.weights import load_weights, read_weight_file
+    from ipt_ms.convert.weights import official_state, read_weight_file, resolve_spec
 
     spec = cfg.model.spec()
     path = cfg.train.init
     if not path:
         return spec, None
-    recorded = read_weight_file(path).spec is not None
+    weights = read_weight_file(path)
     # num_heads and patch_size cannot be read from tensor shapes; the config supplies them
     # for files that do not record their architecture (the official releases)
-    overrides = {} if recorded else {"num_heads": spec.num_heads, "patch_size": spec.patch_size}
-    init_spec, state = load_weights(path, **overrides)
+    overrides = {} if weights.spec is not None else {"num_heads": spec.num_heads, "patch_size": spec.patch_size}
+    init_spec = resolve_spec(weights, **overrides)
+    state = official_state(weights, init_spec)
     if cfg.kind == "finetune":
         task = spec.task_names[0]
         if task not in init_spec.task_names:
