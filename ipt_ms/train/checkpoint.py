@@ -101,12 +101,18 @@ def checkpoint_name(global_step: int) -> str:
     return f"step_{global_step:09d}.ckpt"
 
 
+def checkpoint_step(path: str | Path) -> int | None:
+    """The global step in a checkpoint's file name (None for other names)."""
+    match = _NAME.match(Path(path).name)
+    return int(match.group(1)) if match else None
+
+
 def list_checkpoints(directory: str | Path) -> list[Path]:
     """Complete checkpoints in `directory`, oldest first (temporary files ignored)."""
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name)) and p.is_file()]
+    found = [(step, p) for p in directory.iterdir() if (step := checkpoint_step(p)) is not None and p.is_file()]
     return [p for _, p in sorted(found)]
 
 

@@ -28,6 +28,7 @@ from ipt_ms.errors import IPTError
 from ipt_ms.train.checkpoint import (
     TrainState,
     capture_rng,
+    checkpoint_step,
     latest_checkpoint,
     load_checkpoint,
     restore_rng,
@@ -218,22 +219,23 @@ class Trainer:
             if state.steps_per_epoch != self.steps_per_epoch:
                 raise IPTError(f"cannot resume from {resume_path}: an epoch had {state.steps_per_epoch} steps, "
                                f"now {self.steps_per_epoch} (did the training data change?)")
-            _assign(self.net.get_parameters(), tensors, "network", resume_path)
-            opt = self.optimizer
-            _assign(list(opt.exp_avg) + list(opt.exp_avg_sq) + [opt.state_step], tensors, "optimizer", resume_path)
-            update = self.step_cell.update
-            _assign([update.loss_scale, update.good_steps], tensors, "loss-scale", resume_path)
+            for group, params in self._state_params().items():
+                _assign(params, tensors, group, resume_path)
             restore_rng(state.rng)
             self.state.global_step, self.state.epoch = state.global_step, state.epoch
             self.state.step_in_epoch, self.state.skipped_batches = state.step_in_epoch, state.skipped_batches
             self.last_checkpoint = resume_path
 
     # ------------------------------------------------------------------ checkpoints
-    def _checkpoint_tensors(self) -> dict[str, np.ndarray]:
+    def _state_params(self) -> dict[str, list]:
+        """Every parameter a checkpoint holds, by group: what is saved is what is restored."""
         opt, update = self.optimizer, self.step_cell.update
-        params = list(self.net.get_parameters()) + list(opt.exp_avg) + list(opt.exp_avg_sq)
-        params += [opt.state_step, update.loss_scale, update.good_steps]
-        return {p.name: p.asnumpy() for p in params}
+        return {"network": list(self.net.get_parameters()),
+                "optimizer": list(opt.exp_avg) + list(opt.exp_avg_sq) + [opt.state_step],
+                "loss-scale": [update.loss_scale, update.good_steps]}
+
+    def _checkpoint_tensors(self) -> dict[str, np.ndarray]:
+        return {p.name: p.asnumpy() for params in self._state_params().values() for p in params}
 
     def save(self) -> Path | None:
         """Write a checkpoint at the current position (rank 0; others return None)."""
@@ -297,12 +299,7 @@ class Trainer:
         return result
 
     def last_checkpoint_step(self) -> int | None:
-        if self.last_checkpoint is None:
-            return None
-        try:
-            return int(self.last_checkpoint.stem.split("_")[-1])
-        except ValueError:
-            return None
+        return None if self.last_checkpoint is None else checkpoint_step(self.last_checkpoint)
 
     def _loop(self, total_steps: int, metrics: MetricsLog | None, result: TrainResult) -> None:
         import mindspore as ms
