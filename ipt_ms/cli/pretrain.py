@@ -2,57 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
-
-from ipt_ms.cli._common import add_quiet_arg, setup_logging
-
-
-def add_training_args(parser: argparse.ArgumentParser) -> None:
-    """Options shared by `pretrain` and `finetune`."""
-    parser.add_argument("--config", required=True, help="YAML recipe (see configs/ and docs/training.md)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, e.g. --set optim.lr=1e-4 (repeatable; value parsed as YAML)")
-    parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="CKPT",
-                        help="continue from the newest checkpoint of output.dir, or from CKPT "
-                             "(a checkpoint file or run directory)")
-    parser.add_argument("-o", "--output", default=None, help="run directory (overrides output.dir)")
-    parser.add_argument("--data", default=None, help="training data folder (overrides data.root)")
-    parser.add_argument("--device", default=None, help="CPU, GPU, Ascend or auto (overrides train.device)")
-    parser.add_argument("--mode", default=None, choices=("graph", "pynative"), help="overrides train.mode")
-    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in total")
-    add_quiet_arg(parser)
-
-
-def run_training(args: argparse.Namespace, kind: str | None, init: str | None = None) -> int:
-    """Load the config with the command-line overrides and train; prints where results went.
-
-    `kind` forces pretrain/finetune; None trains whatever the config's `kind` says."""
-    from ipt_ms.config import load_yaml
-    from ipt_ms.errors import IPTError
-    from ipt_ms.train.config import load_train_config
-    from ipt_ms.train.loop import train
-
-    setup_logging(args.quiet)
-    written = load_yaml(args.config).get("kind")
-    if kind and written not in (None, kind):
-        raise IPTError(f"{args.config} is a {written} config: use `ipt-ms {written}` or `ipt-ms train`")
-    overrides = [f"kind={kind}"] if kind and written is None else []
-    for key, value in (("train.device", args.device), ("train.mode", args.mode), ("train.max_steps", args.max_steps)):
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    cfg = load_train_config(args.config, overrides + list(args.overrides))
-    # paths are set as given (not parsed as YAML, where "a: b" would become a mapping)
-    if args.output:
-        cfg.output.dir = args.output
-    if init:
-        cfg.train.init = init
-    if args.data:
-        cfg.data.root = args.data
-    result = train(cfg, resume=args.resume, quiet=args.quiet)
-    if result.rank == 0:
-        print(f"step {result.global_step}: weights {result.weights}, checkpoint {result.checkpoint}, "
-              f"metrics {result.metrics}" + (f", plot {result.plot}" if result.plot else ""))
-    return 0
+from ipt_ms.cli._training import add_training_args, run_training
 
 
 def register(subparsers) -> None:

@@ -5,7 +5,7 @@ This is what scripts/train_distributed.sh starts on every msrun worker.
 
 from __future__ import annotations
 
-from ipt_ms.cli.pretrain import add_training_args, run_training
+from ipt_ms.cli._training import add_training_args, run_training
 
 
 def register(subparsers) -> None:
