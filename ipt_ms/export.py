@@ -414,8 +414,7 @@ def export_weights(weights: str | os.PathLike, output: str | os.PathLike, *, fmt
     `fmt` onnx or mindir; `source` mindspore (`mindspore.onnx.export`) or torch (the twin,
     ONNX only). Overrides as for `load_weights` (num_heads, task_names, pos_every).
     """
-    from ipt_ms.convert.weights import load_weights
-    from ipt_ms.eval.engine import weights_digest
+    from ipt_ms.convert.weights import load_weights, state_digest
 
     fmt, source = fmt.lower(), source.lower()
     if fmt not in FORMATS:
@@ -427,9 +426,10 @@ def export_weights(weights: str | os.PathLike, output: str | os.PathLike, *, fmt
     if fmt == "mindir" and (opset is not None or with_stages):
         raise IPTError("--opset and --with-stages apply to ONNX only")
     spec, state = load_weights(weights, **overrides)
+    digest = state_digest(spec, state)  # before naming a placeholder task, as `ipt-ms eval` computes it
+    spec = spec.name_placeholder_task(task)  # the released single-task files (IPT_dn30.pt, ...)
     indices = list(range(spec.num_tasks)) if str(task) == "all" else [spec.task_index(task)]
     paths = output_paths(output, fmt, [spec.task_names[i] for i in indices], Path(weights).stem)
-    digest = weights_digest(weights, **overrides)
     if source == "torch":
         from parity.torch_runner import build_torch_model
 

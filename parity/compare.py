@@ -384,6 +384,7 @@ def run_parity(weights: str, *, ckpt: str | None = None, task: str | int = 0, im
     if ms_spec.to_dict() != spec.to_dict():
         diffs = [k for k, v in spec.to_dict().items() if ms_spec.to_dict().get(k) != v]
         raise IPTError(f"{ckpt!r} and {weights!r} describe different architectures (differ in: {', '.join(diffs)})")
+    spec = spec.name_placeholder_task(task)  # the released single-task files (IPT_dn30.pt, ...)
     task_idx = spec.task_index(task)
     x, description = make_input(spec, image, seed)
 

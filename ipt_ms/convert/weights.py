@@ -10,6 +10,7 @@ releases) have their architecture inferred from the shapes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 import warnings
@@ -197,6 +198,16 @@ def official_state(weights: WeightFile, spec: IPTSpec) -> dict[str, np.ndarray]:
     if weights.naming == "mindspore":
         return mindspore_to_torch(weights.arrays, spec)
     return mindspore_to_torch(torch_to_mindspore(weights.arrays, spec), spec)
+
+
+def state_digest(spec: IPTSpec, state: dict[str, np.ndarray]) -> str:
+    """sha256 of loaded weights' content: architecture, then each official key's dtype, shape and values."""
+    digest = hashlib.sha256(spec.to_json().encode())
+    for key in sorted(state):
+        value = np.ascontiguousarray(state[key])
+        digest.update(f"{key}|{value.dtype.str}|{value.shape}".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
 
 
 # ------------------------------------------------------------------------------- writing

@@ -14,7 +14,6 @@ leaves the log (resumable) and no half-written report.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -71,19 +70,13 @@ def weights_digest(path: os.PathLike | str, **overrides) -> str:
     writes a random serialization id, and a .pt and its converted .ckpt hold the same
     model, so neither the bytes nor the format may decide whether a log can be resumed.
     """
-    from ipt_ms.convert.weights import load_weights
+    from ipt_ms.convert.weights import load_weights, state_digest
 
     if Path(path).suffix.lower() == ".onnx":  # an `ipt-ms export` file: its recorded identity
         from ipt_ms.onnx_runtime import onnx_weights_digest
 
         return onnx_weights_digest(path)
-    spec, state = load_weights(path, **overrides)
-    digest = hashlib.sha256(spec.to_json().encode())
-    for key in sorted(state):
-        value = np.ascontiguousarray(state[key])
-        digest.update(f"{key}|{value.dtype.str}|{value.shape}".encode())
-        digest.update(value.tobytes())
-    return digest.hexdigest()
+    return state_digest(*load_weights(path, **overrides))
 
 
 class Runner:

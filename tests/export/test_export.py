@@ -194,3 +194,22 @@ def test_metadata_is_plain_json(ms_onnx):
     meta = {p.key: p.value for p in onnx.load(str(ms_onnx)).metadata_props}
     assert json.loads(meta["ipt_spec"])["scales"] == [2, 3, 4, 1]
     assert meta["ipt_task"] == TASK and json.loads(meta["ipt_stages"])[0] == "mean_shift"
+
+
+def test_released_single_task_file_exports_and_parities_by_task_name(tmp_path):
+    """A file like IPT_dn30.pt records only 'scale 1' (task restore_0): export and parity take
+    --task denoise_30 as restore and eval do, and the ONNX file records that name."""
+    from ipt_ms.convert.weights import save_weights, state_digest
+    from ipt_ms.spec import IPTSpec
+    from parity.seeded import seeded_state
+
+    spec = IPTSpec.tiny(scales=(1,))
+    weights = tmp_path / "dn.pt"
+    state = seeded_state(spec, 1)
+    save_weights(weights, state, spec)
+    out = tmp_path / "dn.onnx"
+    assert main(["export", "--weights", str(weights), "--task", "denoise_30", "-o", str(out), "--device", "cpu"]) == 0
+    info = read_onnx_info(out)
+    assert (info.task, info.task_index) == ("denoise_30", 0)
+    assert info.weights_digest == state_digest(spec, state)  # the digest `ipt-ms eval` computes for dn.pt
+    assert main(["parity", str(weights), "--task", "denoise_30", "--device", "cpu"]) == 0
