@@ -123,9 +123,11 @@ def to_chw(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
 
 
-def restore_array(predict, image: np.ndarray, *, scale: int, patch: int, protocol: str = "official") -> np.ndarray:
+def restore_array(predict, image: np.ndarray, *, scale: int, patch: int, protocol: str = "official",
+                  self_ensemble: bool = False) -> np.ndarray:
     """Restore an HWC image with any predictor; returns float32 HWC (not clipped)."""
-    out = tiled_forward(to_chw(image), predict, scale=scale, patch=patch, protocol=protocol)
+    out = tiled_forward(to_chw(image), predict, scale=scale, patch=patch, protocol=protocol,
+                        self_ensemble=self_ensemble)
     return out.transpose(1, 2, 0)
 
 

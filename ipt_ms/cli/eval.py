@@ -11,6 +11,7 @@ from ipt_ms.cli._common import (
     architecture_overrides,
     setup_logging,
 )
+from ipt_ms.tiling import PROTOCOLS
 
 
 def add_eval_args(p: argparse.ArgumentParser) -> None:
@@ -22,7 +23,7 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sets", default=None,
                    help="comma-separated set names (default for SR: Set5,Set14,B100,Urban100; denoise: "
                         "CBSD68,Urban100; derain: Rain100L)")
-    p.add_argument("--protocol", default="official", choices=("official", "zoo", "paper"),
+    p.add_argument("--protocol", default="official", choices=tuple(PROTOCOLS),
                    help="tiling: official (PyTorch forward_chop, default), zoo (MindSpore chop_new), paper")
     p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/transposes (forward_x8)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N images of each set")

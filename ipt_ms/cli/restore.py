@@ -9,21 +9,23 @@ from ipt_ms.cli._common import (
     architecture_overrides,
     setup_logging,
 )
+from ipt_ms.tiling import PROTOCOLS
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "restore", help="restore images (super-resolve, denoise, derain, ...)",
         description="Run IPT over whole images: tiled with the official test-time protocol (48-px "
-                    "tiles, stride 12, overlaps averaged), any size. PNG/JPEG/BMP in, PNG out.")
+                    "tiles, stride 12, overlaps averaged), any size. PNG/JPEG/BMP/TIFF/WebP/PPM in, PNG out.")
     p.add_argument("images", nargs="*", help="image files or folders of images")
-    p.add_argument("--weights", required=True, help=".ckpt, .pt/.pth or .safetensors")
+    p.add_argument("--weights", required=True, help=".ckpt, .pt/.pth, .safetensors, or .onnx with --framework onnx")
     p.add_argument("--task", default="0", help="task name or index (default 0)")
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.add_argument("--framework", default="mindspore",
                    help="mindspore (default), torch (the PyTorch twin) or onnx (ONNX Runtime on an exported file)")
     p.add_argument("--batch-size", type=int, default=64, help="tiles per forward pass (default 64)")
-    p.add_argument("--protocol", default="official", help="tiling protocol (default: official)")
+    p.add_argument("--protocol", default="official", choices=tuple(PROTOCOLS),
+                   help="tiling protocol (default: official)")
     p.add_argument("--save-raw", action="store_true", help="also write the float32 output as .npy")
     add_runtime_args(p)
     add_architecture_overrides(p)
@@ -62,11 +64,9 @@ def run(args) -> int:
     from ipt_ms.inference import restore_array
     from ipt_ms.predictors import create_predictor
     from ipt_ms.progress import progress_bar
-    from ipt_ms.tiling import get_protocol
 
     setup_logging(args.quiet)
     paths = collect_inputs(args.images)
-    get_protocol(args.protocol)
     out_dir = ensure_writable_dir(args.output)
     images = [read_image(p) for p in paths]  # decode everything first: a bad file stops before any output
     predictor, spec = create_predictor(args.framework, args.weights, args.task, batch_size=args.batch_size,

@@ -95,12 +95,10 @@ class Runner:
 
     def restore(self, image: np.ndarray, protocol: str, self_ensemble: bool = False) -> np.ndarray:
         """Whole H x W x 3 image -> float32 H*s x W*s x 3 (unclipped), tiled by `protocol`."""
-        from ipt_ms.inference import to_chw
-        from ipt_ms.tiling import tiled_forward
+        from ipt_ms.inference import restore_array
 
-        out = tiled_forward(to_chw(image), self._predict, scale=self.scale, patch=self.spec.patch_size,
-                            protocol=protocol, self_ensemble=self_ensemble)
-        return out.transpose(1, 2, 0)
+        return restore_array(self._predict, image, scale=self.scale, patch=self.spec.patch_size, protocol=protocol,
+                             self_ensemble=self_ensemble)
 
     def describe(self) -> dict:
         return {"label": self.label, "framework": getattr(self.predictor, "framework", self.label),
