@@ -183,12 +183,12 @@ def run_job(job: Job) -> Result:
 def _photo(size: int):
     """A real photo (scikit-image's astronaut), centre crop resized to size x size, uint8 HWC."""
     import numpy as np
-    from skimage import data
 
-    photo = data.astronaut()
+    from ipt_ms.eval.photos import sample_photo
+
+    photo = sample_photo("astronaut")
     side = min(photo.shape[:2])
-    top, left = (photo.shape[0] - side) // 2, (photo.shape[1] - side) // 2
-    crop = photo[top:top + side, left:left + side]
+    crop = sample_photo("astronaut", side, side)
     index = (np.arange(size) * side / size).astype(int)
     return np.ascontiguousarray(crop[index][:, index])
 

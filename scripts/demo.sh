@@ -13,7 +13,7 @@ PRESET=${DEMO_PRESET:-pretrain}
 mkdir -p "$OUT"
 
 echo "== 1/5 sample photo"
-python scripts/sample_image.py astronaut "$OUT/astronaut.png" --crop 64
+python -m ipt_ms.eval.photos "$OUT" --count 1 --height 64 --width 64  # astronaut.png, centre 64x64
 
 echo "== 2/5 seeded PyTorch checkpoint ($PRESET)"
 ipt-ms make-weights --preset "$PRESET" --seed 0 -o "$OUT/ipt_seeded.pt"
