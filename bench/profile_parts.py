@@ -52,11 +52,7 @@ def _mindspore_parts(net, spec, task: int):
 
     class Head(nn.Cell):
         def construct(self, x):
-            x = net.sub_mean(x)
-            head = net.head[task]
-            for i in range(3):
-                x = head[i](x)
-            return x
+            return net.head[task](net.sub_mean(x))
 
     class Encoder(nn.Cell):
         def construct(self, x):
@@ -77,10 +73,7 @@ def _mindspore_parts(net, spec, task: int):
 
     class Tail(nn.Cell):
         def construct(self, res):
-            upsampler = net.tail[task][0]
-            for k in range(net.upsampler_depth[task]):
-                res = upsampler[2 * k + 1](upsampler[2 * k](res))
-            return net.add_mean(net.tail[task][1](res))
+            return net.add_mean(net.tail[task](res))
 
     return Head(), Encoder(), Decoder(), Fold(), Tail()
 
@@ -127,18 +120,19 @@ def profile(preset: str, batch: int, runs: int, task: int = 0, seed: int = 0) ->
     import torch
 
     from ipt_ms.inference import build_model
+    from ipt_ms.runtime import configure
     from ipt_ms.spec import IPTSpec
     from parity.seeded import seeded_state
     from parity.torch_runner import build_torch_model
 
     spec = getattr(IPTSpec, preset)()
     state = seeded_state(spec, seed)
-    tnet = build_torch_model(spec, state).eval()
-    ms.set_context(mode=ms.GRAPH_MODE)
+    tnet = build_torch_model(spec, state)
+    configure("cpu", "graph")
     mnet = build_model(spec, state)
-    mnet.set_train(False)
 
-    x = np.random.default_rng(seed).uniform(0, 255, (batch, 3, spec.patch_size, spec.patch_size)).astype(np.float32)
+    shape = (batch, spec.n_colors, spec.patch_size, spec.patch_size)
+    x = np.random.default_rng(seed).uniform(0, spec.rgb_range, shape).astype(np.float32)
     names = ("head (mean shift, conv, 2 ResBlocks)", f"encoder ({spec.num_layers} layers, incl. linear_encoding)",
              f"decoder ({spec.num_layers} layers)", "mlp_head, fold, body residual", "tail (upsampler, conv, mean)")
     ms_parts, torch_parts = _mindspore_parts(mnet, spec, task), _torch_parts(tnet, task)
