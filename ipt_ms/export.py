@@ -268,11 +268,16 @@ def _name_outputs(model, names: list[str]):
     return model
 
 
+def onnx_opset(model) -> int:
+    """The default-domain opset an ONNX model was written for."""
+    return max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
 def _convert_opset(model, opset: int, what: str):
     import onnx
     from onnx import version_converter
 
-    current = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    current = onnx_opset(model)
     if opset == current:
         return model
     try:
@@ -313,7 +318,7 @@ def export_onnx_mindspore(net, spec: IPTSpec, task_idx: int, path: str | os.Path
         model = _name_outputs(onnx.load_model(str(raw)), names)
     if opset is not None:
         model = _convert_opset(model, opset, str(path))
-    final_opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    final_opset = onnx_opset(model)
     meta = _metadata(spec, task_idx, "mindspore", final_opset, stages, weights_digest)
     _finish_onnx(model, meta, names, f"IPT task {spec.task_names[task_idx]} exported from MindSpore by ipt-ms")
     _save_onnx(model, path)
@@ -370,7 +375,7 @@ def export_onnx_torch(model, spec: IPTSpec, task_idx: int, path: str | os.PathLi
         for lg, level in zip(quiet, levels):
             lg.setLevel(level)
     onnx_model = program.model_proto
-    final_opset = max(o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx"))
+    final_opset = onnx_opset(onnx_model)
     meta = _metadata(spec, task_idx, "torch", final_opset, stages, weights_digest)
     _finish_onnx(onnx_model, meta, names, f"IPT task {spec.task_names[task_idx]} exported from the PyTorch twin "
                  "by ipt-ms")

@@ -53,6 +53,29 @@ def load_model(weights: str, *, device: str = "auto", mode: str = "graph", **ove
     return build_model(spec, state), spec
 
 
+def run_batches(tiles: np.ndarray, call, *, step: int, scale: int, progress: bool = False,
+                pad_to=None) -> np.ndarray:
+    """Every predictor's loop: `tiles` through `call` `step` at a time, into one float32 array.
+
+    `call` maps a float32 (m, C, h, w) batch to (m', C, h*scale, w*scale) with m' >= m;
+    `pad_to(m)`, if given, is the batch size a short chunk is zero-padded to (compiled or
+    fixed-batch graphs), and the extra rows are dropped. One progress bar over the batches.
+    """
+    from ipt_ms.progress import progress_bar
+
+    n, c, h, w = tiles.shape
+    out = np.empty((n, c, h * scale, w * scale), np.float32)
+    starts = range(0, n, step)
+    for start in progress_bar(starts, total=len(starts), desc="tiles", unit="batch", enable=progress):
+        chunk = np.ascontiguousarray(tiles[start:start + step], dtype=np.float32)
+        m = chunk.shape[0]
+        size = pad_to(m) if pad_to is not None else m
+        if size > m:
+            chunk = np.concatenate([chunk, np.zeros((size - m,) + chunk.shape[1:], np.float32)])
+        out[start:start + m] = call(chunk)[:m]
+    return out
+
+
 def _bucket(n: int, batch_size: int) -> int:
     """Smallest power of two >= n (capped at batch_size): few distinct shapes to compile."""
     size = 1
@@ -99,21 +122,9 @@ class MindSporePredictor:
     def __call__(self, tiles: np.ndarray) -> np.ndarray:
         import mindspore as ms
 
-        from ipt_ms.progress import progress_bar
-
-        n = tiles.shape[0]
-        out = np.empty((n, tiles.shape[1], tiles.shape[2] * self.scale, tiles.shape[3] * self.scale), np.float32)
         step = self.call_tiles
-        starts = range(0, n, step)
-        for start in progress_bar(starts, total=len(starts), desc="tiles", unit="batch", enable=self.progress):
-            chunk = tiles[start:start + step]
-            size = _bucket(chunk.shape[0], step)
-            if size > chunk.shape[0]:
-                pad = np.zeros((size - chunk.shape[0],) + chunk.shape[1:], np.float32)
-                chunk = np.concatenate([chunk, pad])
-            result = self.net(ms.Tensor(np.ascontiguousarray(chunk, dtype=np.float32)), self.task_idx)
-            out[start:start + step] = result.asnumpy()[:min(step, n - start)]
-        return out
+        return run_batches(tiles, lambda chunk: self.net(ms.Tensor(chunk), self.task_idx).asnumpy(), step=step,
+                           scale=self.scale, progress=self.progress, pad_to=lambda m: _bucket(m, step))
 
 
 def to_chw(image: np.ndarray) -> np.ndarray:

@@ -113,14 +113,11 @@ class OnnxRuntimePredictor:
                 for r in results]
 
     def __call__(self, tiles: np.ndarray) -> np.ndarray:
-        from ipt_ms.progress import progress_bar
+        from ipt_ms.inference import run_batches
 
         step = min(self.batch_size, self.fixed_batch or self.batch_size)
-        starts = range(0, tiles.shape[0], step)
-        parts = [self._run(tiles[s:s + step], [OUTPUT_NAME])[0]
-                 for s in progress_bar(starts, total=len(starts), desc="tiles", unit="batch", enable=self.progress)]
-        return np.concatenate(parts) if parts else np.empty(
-            (0, tiles.shape[1], tiles.shape[2] * self.scale, tiles.shape[3] * self.scale), np.float32)
+        return run_batches(tiles, lambda chunk: self._run(chunk, [OUTPUT_NAME])[0], step=step, scale=self.scale,
+                           progress=self.progress)
 
     def stages(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Every stage the file exposes, plus `output`, for one batch (parity)."""

@@ -43,11 +43,9 @@ class TorchPredictor:
 
     @torch.no_grad()
     def __call__(self, tiles: np.ndarray) -> np.ndarray:
-        from ipt_ms.progress import progress_bar
+        from ipt_ms.inference import run_batches
 
-        outs = []
-        starts = range(0, tiles.shape[0], self.batch_size)
-        for start in progress_bar(starts, total=len(starts), desc="tiles", unit="batch", enable=self.progress):
-            chunk = torch.from_numpy(np.ascontiguousarray(tiles[start:start + self.batch_size], np.float32))
-            outs.append(self.model(chunk.to(self.device), self.task_idx).float().cpu().numpy())
-        return np.concatenate(outs)
+        def call(chunk: np.ndarray) -> np.ndarray:
+            return self.model(torch.from_numpy(chunk).to(self.device), self.task_idx).float().cpu().numpy()
+
+        return run_batches(tiles, call, step=self.batch_size, scale=self.scale, progress=self.progress)

@@ -48,3 +48,20 @@ def test_restore_rejects_wrong_channels(tiny_spec, tiny_state):
     net = build_model(tiny_spec, tiny_state)
     with pytest.raises(IPTError, match="H x W x 3"):
         restore_image(net, tiny_spec, np.zeros((30, 30), np.uint8), 0)
+
+
+def test_run_batches_pads_short_chunks_and_keeps_row_order():
+    from ipt_ms.inference import run_batches
+
+    calls = []
+
+    def double(chunk):  # a x2 "network" that records the batch it was given
+        calls.append(chunk.shape[0])
+        return chunk.repeat(2, axis=2).repeat(2, axis=3)
+
+    tiles = np.random.default_rng(0).uniform(0, 255, (7, 3, 4, 4)).astype(np.float32)
+    out = run_batches(tiles, double, step=3, scale=2, pad_to=lambda m: 4)
+    assert calls == [4, 4, 4]  # 3 + 3 + 1 rows, each padded to 4
+    np.testing.assert_array_equal(out, tiles.repeat(2, axis=2).repeat(2, axis=3))
+    empty = run_batches(tiles[:0], double, step=3, scale=2)
+    assert empty.shape == (0, 3, 8, 8) and calls == [4, 4, 4]  # no tiles: no call, an empty result
