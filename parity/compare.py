@@ -319,17 +319,19 @@ def _onnx_predictor(spec: IPTSpec, task_idx: int, files: list[str] | None, expor
     from ipt_ms.onnx_runtime import OnnxRuntimePredictor
 
     if files:
+        from ipt_ms.export import read_onnx_info
+
         matches = []
-        for path in files:
-            predictor = OnnxRuntimePredictor(path, None)
-            if predictor.spec.to_dict() != spec.to_dict():
+        for path in files:  # metadata only: a session is opened for the chosen file alone
+            info = read_onnx_info(path)
+            if info.spec.to_dict() != spec.to_dict():
                 raise IPTError(f"{path!r} was exported from a different architecture than the weights")
-            if predictor.task_idx == task_idx:
-                matches.append(predictor)
+            if info.task_index == task_idx:
+                matches.append((path, info))
         if not matches:
             raise IPTError(f"none of the ONNX files holds task {spec.task_names[task_idx]}: {', '.join(files)}")
-        chosen = matches[0]
-        return chosen, f"{Path(chosen.path).name}, exported from {chosen.info.source}, opset {chosen.info.opset}"
+        path, info = matches[0]
+        return OnnxRuntimePredictor(path, None), f"{Path(path).name}, exported from {info.source}, opset {info.opset}"
     if export_source is None:
         return None, ""
     from ipt_ms.export import export_onnx_mindspore, export_onnx_torch
