@@ -11,6 +11,8 @@ from ipt_ms.errors import IPTError
 DEVICES = ("auto", "CPU", "GPU", "Ascend")
 MODES = ("graph", "pynative")
 _ALIASES = {"cpu": "CPU", "gpu": "GPU", "cuda": "GPU", "ascend": "Ascend", "npu": "Ascend", "auto": "auto"}
+#: every spelling `resolve_device` accepts (configs validate against it)
+DEVICE_SPELLINGS = tuple(dict.fromkeys(DEVICES + tuple(_ALIASES)))
 
 
 def available_devices() -> list[str]:

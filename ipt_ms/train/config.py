@@ -13,6 +13,7 @@ from typing import Literal, Optional
 
 from ipt_ms.config import ConfigError, config_diff, load_config, option
 from ipt_ms.errors import IPTError
+from ipt_ms.runtime import DEVICE_SPELLINGS
 from ipt_ms.spec import IPTSpec
 from ipt_ms.tasks import PRETRAIN_TASKS, parse_task
 
@@ -140,7 +141,7 @@ class RuntimeConfig:
     """How and where the run executes."""
 
     seed: int = option(0, min=0)
-    device: str = option("auto", choices=("auto", "CPU", "GPU", "Ascend", "cpu", "gpu", "cuda", "ascend", "npu"))
+    device: str = option("auto", choices=DEVICE_SPELLINGS)
     mode: Literal["graph", "pynative"] = "graph"
     amp: Literal["auto", "O0", "O1", "O2", "O3"] = option(
         "auto", help="auto: O2 on GPU/Ascend, float32 (O0) on CPU")

@@ -143,8 +143,7 @@ class Trainer:
     def _setup(self) -> None:
         import mindspore as ms
 
-        from ipt_ms.inference import load_state_into
-        from ipt_ms.models import build_ipt
+        from ipt_ms.inference import build_model
         from ipt_ms.runtime import configure
         from ipt_ms.train.data import build_source
         from ipt_ms.train.losses import IPTLoss
@@ -188,9 +187,7 @@ class Trainer:
         init_state = None
         if saved is None:
             self.spec, init_state = initial_weights(cfg)
-        self.net = build_ipt(self.spec)
-        if init_state is not None:
-            load_state_into(self.net, init_state, self.spec)
+        self.net = build_model(self.spec, init_state)  # set to training mode below
         self.amp = amp_level(cfg, self.device)
         model = self.net
         if self.amp != "O0":
