@@ -58,13 +58,19 @@ class ImageReadError(IPTError):
         super().__init__(f"cannot read image {self.path}: {reason}")
 
 
-def _png_bit_depth(path: Path) -> int | None:
-    """Bit depth from a PNG's IHDR chunk (None if not a PNG)."""
+def png_header(path: os.PathLike | str) -> tuple[int, int, int, int] | None:
+    """(height, width, bit depth, colour type) from a PNG's IHDR chunk; None if not a PNG."""
     with open(path, "rb") as fh:
         head = fh.read(26)
     if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
         return None
-    return head[24]
+    return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big"), head[24], head[25]
+
+
+def _png_bit_depth(path: Path) -> int | None:
+    """Bit depth from a PNG's IHDR chunk (None if not a PNG)."""
+    header = png_header(path)
+    return None if header is None else header[2]
 
 
 def _sixteen_to_eight(arr: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ipt_ms.data.folders import BENCHMARK_SETS, PairDataset, benchmark
-from ipt_ms.data.imageio import ImageReadError
+from ipt_ms.data.imageio import ImageReadError, png_header
 from ipt_ms.errors import IPTError
 from ipt_ms.tasks import Task
 
@@ -33,7 +33,6 @@ __all__ = ["EvalSet", "check_set", "default_sets", "file_mode", "load_sets"]
 
 log = logging.getLogger("ipt_ms.eval")
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_COLOUR = {0: "gray", 2: "RGB", 3: "RGB", 4: "gray+alpha", 6: "RGBA"}
 _PIL_MODES = {"1": "8-bit gray", "L": "8-bit gray", "P": "8-bit RGB", "RGB": "8-bit RGB", "YCbCr": "8-bit RGB",
               "RGBA": "8-bit RGBA", "LA": "8-bit gray+alpha", "PA": "8-bit RGBA", "I;16": "16-bit gray",
@@ -62,11 +61,9 @@ def _header(path: Path) -> tuple[str, tuple[int, int]]:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(26)
-        if len(head) >= 26 and head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR":
-            width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-            depth, colour = head[24], head[25]
+        png = png_header(path)
+        if png is not None:
+            height, width, depth, colour = png
             depth = 8 if colour == 3 else depth  # palette indices, expanded to 8-bit RGB
             return f"{max(depth, 8)}-bit {_PNG_COLOUR.get(colour, f'colour type {colour}')}", (height, width)
         with Image.open(path) as im:
