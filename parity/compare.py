@@ -77,6 +77,18 @@ class StageDiff:
     def ok(self) -> bool:
         return self.within_tolerance or self.within_floor
 
+    @property
+    def floor_limit(self) -> float | None:
+        """The float32-floor rule's bound on `ms_vs_fp64`: floor_factor x fp32_floor."""
+        return None if self.fp32_floor is None else self.floor_factor * self.fp32_floor
+
+    @property
+    def passed_by(self) -> str | None:
+        """'tolerance', 'floor' or None (failed): which rule let the stage pass."""
+        if self.within_tolerance:
+            return "tolerance"
+        return "floor" if self.within_floor else None
+
 
 def _errors(candidate: np.ndarray, reference: np.ndarray) -> tuple[float, float, float]:
     """(max abs err, max abs err / max |reference|, cosine), in float64."""
@@ -131,89 +143,45 @@ class ParityReport:
                  for s in diffs if not s.ok]
         return [s for s in self.stages if not s.ok] + extra
 
-    @staticmethod
-    def _verdict(stage: StageDiff) -> str:
-        if stage.within_tolerance:
-            return "yes"
-        return "yes (floor)" if stage.within_floor else "NO"
-
-    @staticmethod
-    def _optional(value: float | None) -> str:
-        return "-" if value is None else f"{value:.3e}"
+    @property
+    def has_fp64(self) -> bool:
+        """Whether a float64 reference ran (so the float32-floor rule could apply)."""
+        return all(s.fp32_floor is not None for s in self.stages)
 
     def table(self) -> str:
-        sections = [self._table(self.stages, "ms vs fp64")]
-        for framework, diffs in self.others.items():
-            sections.append(f"\n{framework} ({self.sources.get(framework, '')}) vs PyTorch:\n"
-                            + self._table(diffs, f"{framework} vs fp64"))
-        return "\n".join(sections)
+        """The stage table(s) and a legend, as `ipt-ms parity` prints them."""
+        from parity.report import full_text
 
-    def _table(self, stages: list[StageDiff], fp64_label: str) -> str:
-        width, col = max(len(s.name) for s in stages), max(10, len(fp64_label))
-        lines = [f"{'stage':<{width}}  {'shape':<16} {'max abs err':>11} {'max rel err':>11} {'cosine':>11} "
-                 f"{'fp32 floor':>10} {fp64_label:>{col}}  ok"]
-        for s in stages:
-            shape = "x".join(str(d) for d in s.shape)
-            lines.append(f"{s.name:<{width}}  {shape:<16} {s.max_abs_err:11.3e} {s.max_rel_err:11.3e} "
-                         f"{s.cosine:11.9f} {self._optional(s.fp32_floor):>10} {self._optional(s.ms_vs_fp64):>{col}}"
-                         f"  {self._verdict(s)}")
-        return "\n".join(lines)
+        return full_text(self)
 
     def summary(self) -> str:
-        worst = max(self.stages[:-1], key=lambda s: s.max_rel_err) if len(self.stages) > 1 else self.stages[0]
-        out = self.stages[-1]
-        verdict = "PASS" if self.ok else f"FAIL ({len(self.failures)} stage(s) above tolerance)"
-        by_floor = sum(1 for s in self.stages if not s.within_tolerance and s.within_floor)
-        floor_note = (f"; {by_floor} stage(s) above the fixed tolerance but within {self.floor_factor:g}x "
-                      "PyTorch's own float32 error" if by_floor else "")
-        others = "".join(
-            f"; {fw} vs PyTorch: {len(diffs)} stage(s) compared, output rel {diffs[-1].max_rel_err:.2e}, "
-            f"worst rel {max(d.max_rel_err for d in diffs):.2e}" + ("" if all(d.ok for d in diffs) else " FAIL")
-            for fw, diffs in self.others.items())
-        return (f"parity {verdict}: task {self.task}, {len(self.stages)} stages, worst stage {worst.name} "
-                f"rel {worst.max_rel_err:.2e} (tol {self.stage_tol:.0e}), output rel {out.max_rel_err:.2e} "
-                f"abs {out.max_abs_err:.2e} (tol {self.output_tol:.0e}){floor_note}{others}")
+        """One line: verdict, the output's and the worst stage's numbers beside their tolerances."""
+        from parity.report import summary_line
+
+        return summary_line(self)
+
+    def verdict(self) -> str:
+        """A paragraph a reviewer can paste into a pull request (report.md opens with it)."""
+        from parity.report import verdict_paragraph
+
+        return verdict_paragraph(self)
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["ok"] = self.ok
+        data["verdict"] = self.verdict()
         pairs = list(zip(data["stages"], self.stages))
         for framework, diffs in self.others.items():
             pairs += list(zip(data["others"][framework], diffs))
         for stage, diff in pairs:
-            stage.update(ok=diff.ok, within_tolerance=diff.within_tolerance, within_floor=diff.within_floor)
+            stage.update(ok=diff.ok, within_tolerance=diff.within_tolerance, within_floor=diff.within_floor,
+                         passed_by=diff.passed_by, floor_limit=diff.floor_limit)
         return data
 
-    def _markdown_rows(self, stages: list[StageDiff], fp64_label: str) -> list[str]:
-        rows = [f"| stage | shape | max abs err | max rel err | cosine | fp32 floor | {fp64_label} | ok |",
-                "|---|---|---:|---:|---:|---:|---:|---|"]
-        for s in stages:
-            verdict = self._verdict(s)
-            rows.append(f"| {s.name} | {'x'.join(map(str, s.shape))} | {s.max_abs_err:.3e} | "
-                        f"{s.max_rel_err:.3e} | {s.cosine:.9f} | {self._optional(s.fp32_floor)} | "
-                        f"{self._optional(s.ms_vs_fp64)} | {verdict if verdict != 'NO' else '**NO**'} |")
-        return rows
-
     def to_markdown(self) -> str:
-        rows = self._markdown_rows(self.stages, "ms vs fp64")
-        for framework, diffs in self.others.items():
-            rows += ["", f"## {framework} ({self.sources.get(framework, '')}) vs PyTorch", "",
-                     f"Stages the exported graph exposes; `{framework} vs fp64` is {framework} against PyTorch "
-                     "float64.", ""]
-            rows += self._markdown_rows(diffs, f"{framework} vs fp64")
-        timing = ", ".join(f"{k} {v:.3f} s" for k, v in self.timings.items())
-        env = ", ".join(f"{k} {v}" for k, v in self.environment.items())
-        return "\n".join([
-            f"# IPT layer-by-layer parity: MindSpore vs PyTorch{''.join(f' (+ {fw})' for fw in self.others)} — "
-            f"{'PASS' if self.ok else 'FAIL'}", "",
-            f"- task: `{self.task}`; input: {self.input}; MindSpore mode: {self.mode} on {self.device}",
-            f"- tolerance: max rel err <= {self.stage_tol:.0e} per stage, <= {self.output_tol:.0e} on the output",
-            "- max rel err = max|MindSpore - PyTorch| / max|PyTorch| for the stage",
-            "- fp32 floor = the same measure for PyTorch float32 against PyTorch float64; ms vs fp64 = MindSpore "
-            f"against PyTorch float64. 'yes (floor)': above the fixed tolerance, but MindSpore is within "
-            f"{self.floor_factor:g}x of PyTorch float32's own distance from the float64 result",
-            f"- timings: {timing}", f"- environment: {env}", "", *rows, "",
-        ])
+        from parity.report import markdown
+
+        return markdown(self)
 
     def write(self, directory: str | Path) -> list[Path]:
         """Write report.json, report.md and error_vs_depth.png into `directory`."""
@@ -229,37 +197,10 @@ class ParityReport:
         return written
 
     def plot(self, path: str | Path) -> Path:
-        import matplotlib
+        """error_vs_depth.png: each pass rule's region and the verdict (see `parity.report.plot`)."""
+        from parity.report import plot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from ipt_ms.fileio import save_figure
-
-        floor = 1e-12
-        x = np.arange(len(self.stages))
-        fig, ax = plt.subplots(figsize=(max(8, len(self.stages) * 0.28), 4.5))
-        ax.semilogy(x, [max(s.max_rel_err, floor) for s in self.stages], "o-", label="max rel err")
-        if all(s.fp32_floor is not None for s in self.stages):
-            ax.semilogy(x, [max(s.fp32_floor, floor) for s in self.stages], "^--", alpha=0.7,
-                        label="PyTorch fp32 vs fp64 (float32 floor)")
-            ax.semilogy(x, [max(s.ms_vs_fp64, floor) for s in self.stages], "v:", alpha=0.7,
-                        label="MindSpore vs PyTorch fp64")
-        position = {s.name: i for i, s in enumerate(self.stages)}
-        for framework, diffs in self.others.items():
-            shown = [d for d in diffs if d.name in position]
-            ax.semilogy([position[d.name] for d in shown], [max(d.max_rel_err, floor) for d in shown], "s-",
-                        alpha=0.6, label=f"{framework} vs PyTorch max rel err")
-        ax.axhline(self.stage_tol, color="tab:red", lw=1, ls=":", label=f"stage tol {self.stage_tol:.0e}")
-        ax.axhline(self.output_tol, color="tab:purple", lw=1, ls=":", label=f"output tol {self.output_tol:.0e}")
-        ax.set_xticks(x, [s.name for s in self.stages], rotation=90, fontsize=7)
-        ax.set_ylabel("max rel err")
-        ax.set_title(f"IPT parity by depth — task {self.task}, {self.mode} mode"
-                     + (f" (+ {', '.join(self.others)})" if self.others else ""))
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        return save_figure(fig, path)
+        return plot(self, path)
 
 
 # ------------------------------------------------------------------------------ running

@@ -121,3 +121,60 @@ def test_full_size_single_patch_parity_all_six_tasks():
         assert all(d.within_tolerance for d in diffs[:17]), "head and encoder must meet 1e-5 outright"
         ratios += [d.ms_vs_fp64 / d.fp32_floor for d in diffs if d.fp32_floor]
     assert np.median(ratios) < 1.6  # MindSpore is as close to float64 as PyTorch float32 is
+
+
+# ------------------------------------------------------------------ how the report reads
+def _synthetic_report(stage_rel, floors, ms64, tol=1e-5, out_tol=1e-4):
+    """A report from given numbers (rendering only: the numbers are not a parity claim)."""
+    from parity.compare import ParityReport, StageDiff
+
+    names = [f"stage{i}" for i in range(len(stage_rel) - 1)] + ["output"]
+    stages = [StageDiff(n, (1, 3, 8, 8), r * 255, r, 1.0, out_tol if n == "output" else tol, m, f)
+              for n, r, f, m in zip(names, stage_rel, floors, ms64)]
+    return ParityReport(task="derain", input="seeded uniform noise (seed 0)", mode="graph", device="CPU",
+                        stage_tol=tol, output_tol=out_tol, stages=stages, spec={"rgb_range": 255})
+
+
+def test_each_number_is_printed_beside_the_tolerance_that_judges_it(tmp_path):
+    # stage1 passes by tolerance, stage2 only by the float32 floor, output is above its tolerance
+    # but within the floor (the case that used to read "output rel 1.09e-04 ... (tol 1e-04)")
+    report = _synthetic_report([0.0, 3e-6, 8e-5, 1.09e-4], [0.0, 2e-6, 6e-5, 5e-5], [0.0, 2e-6, 5e-5, 1.5e-4])
+    assert report.ok
+    text = report.summary()
+    first, output_line, worst_line = text.splitlines()[:3]
+    assert first.startswith("parity PASS") and "(2 within tolerance, 2 by the float32-floor rule)" in first
+    assert "output: max rel err 1.09e-04 > tol 1e-04, passes by the float32-floor rule: MindSpore vs float64 " \
+           "1.50e-04 <= 4 x PyTorch float32 vs float64 5.00e-05 = 2.00e-04" in output_line
+    assert "max abs err 2.78e-02 on the 0-255 pixel scale, not judged" in output_line
+    assert worst_line.startswith("  worst stage stage2: max rel err 8.00e-05 > tol 1e-05, passes by")
+    table = report.table()
+    assert [line.split()[-1] for line in table.splitlines()[1:5]] == ["(tol)", "(tol)", "(floor)", "(floor)"]
+    md = report.to_markdown()
+    title, _, paragraph = md.splitlines()[:3]
+    assert title.endswith("PASS") and paragraph.startswith("**PASS.** On IPT task `derain`")
+    assert "2 stage(s) are within the fixed tolerance and 2 pass by the float32-floor rule" in paragraph
+    data = report.to_dict()
+    assert [s["passed_by"] for s in data["stages"]] == ["tolerance", "tolerance", "floor", "floor"]
+    assert data["verdict"] == paragraph
+    assert report.plot(tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_failing_stage_is_named_with_both_rules(tmp_path):
+    report = _synthetic_report([1e-7, 5e-4, 6e-4], [1e-7, 1e-6, 1e-6], [1e-7, 5e-4, 6e-4])
+    assert not report.ok
+    text = report.summary()
+    assert text.startswith("parity FAIL")
+    assert ("first failing stage stage1: max rel err 5.00e-04 > tol 1e-05, and: MindSpore vs float64 5.00e-04 > "
+            "4 x PyTorch float32 vs float64 1.00e-06 = 4.00e-06") in text
+    paragraph = report.to_markdown().splitlines()[2]
+    assert paragraph.startswith("**FAIL.**") and "the first is `stage1`" in paragraph
+    assert "| **FAIL** |" in report.to_markdown()
+    report.write(tmp_path / "rep")
+    assert (tmp_path / "rep" / "error_vs_depth.png").stat().st_size > 10_000
+
+
+def test_report_without_float64_says_so(tiny_pt):
+    report = run_parity(str(tiny_pt), task="sr_x2", device="cpu", fp64_reference=False)
+    assert report.ok and not report.has_fp64
+    assert "only the fixed tolerance applies" in report.verdict()
+    assert "output: max rel err" in report.summary() and "<= tol 1e-04" in report.summary()

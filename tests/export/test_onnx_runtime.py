@@ -82,13 +82,13 @@ def test_three_way_parity_command(tiny_pt, ms_onnx, torch_onnx, tmp_path, capsys
     assert main(["parity", str(tiny_pt), "--task", TASK, "--onnx", str(torch_onnx), "--report",
                  str(report_dir)]) == 0
     printed = capsys.readouterr().out
-    assert "onnx vs PyTorch: 13 stage(s) compared" in printed and "parity PASS" in printed
+    assert "ONNX Runtime vs PyTorch: 13/13 stage(s) compared pass" in printed and "parity PASS" in printed
     data = json.loads((report_dir / "report.json").read_text())
     onnx_stages = data["others"]["onnx"]
     assert [s["name"] for s in onnx_stages] == [s["name"] for s in data["stages"]]
     assert all(s["ok"] for s in onnx_stages) and onnx_stages[-1]["max_rel_err"] < 1e-4
     assert "exported from torch" in data["sources"]["onnx"]
-    assert "## onnx (" in (report_dir / "report.md").read_text()
+    assert "## ONNX Runtime (" in (report_dir / "report.md").read_text()
     # a file for another task only: nothing to compare -> a one-line error
     assert main(["parity", str(tiny_pt), "--task", "sr_x2", "--onnx", str(ms_onnx)]) == 2
     assert "none of the ONNX files holds" in capsys.readouterr().err
