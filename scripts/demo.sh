@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end demo of the main job on a real photo (scikit-image's astronaut):
-#   1. make a PyTorch IPT checkpoint (6-task pre-training layout, 118.9M parameters) from seeded weights
-#   2. convert it to a MindSpore checkpoint
-#   3. layer-by-layer parity, all 6 tasks, on the photo's centre patch
-#   4. restore the photo in MindSpore and in PyTorch, and compare the two outputs
+#   1. take the sample photo (64x64 centre crop)
+#   2. make a PyTorch IPT checkpoint (6-task pre-training layout, 118.9M parameters) from seeded weights
+#   3. convert it to a MindSpore checkpoint
+#   4. layer-by-layer parity, all 6 tasks, on the photo's centre patch
+#   5. restore the photo in MindSpore and in PyTorch, and compare the two outputs (`ipt-ms compare`)
 # The weights are random (seeded), so the restored images are not meant to look good:
 # the point is that both frameworks compute the same thing. Takes a few minutes on 2 CPU cores.
 set -euo pipefail
@@ -29,6 +30,6 @@ echo "== 5/5 restore the photo (sr_x2) in both frameworks"
 ipt-ms restore --weights "$OUT/ipt_seeded.ckpt" --task sr_x2 "$OUT/astronaut.png" -o "$OUT/mindspore" --save-raw
 ipt-ms restore --weights "$OUT/ipt_seeded.pt" --task sr_x2 "$OUT/astronaut.png" -o "$OUT/torch" --save-raw \
     --framework torch
-python scripts/compare_outputs.py "$OUT/mindspore/astronaut_sr_x2.npy" "$OUT/torch/astronaut_sr_x2.npy"
+ipt-ms compare "$OUT/mindspore" "$OUT/torch"   # the PNGs and the float32 .npy outputs, pair by pair
 
 echo "demo done: reports in $OUT/parity/*/report.md, images in $OUT/mindspore and $OUT/torch"

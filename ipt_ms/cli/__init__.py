@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "restore",
     "convert",
     "parity",
+    "compare",
     "info",
     "pretrain",
     "finetune",
