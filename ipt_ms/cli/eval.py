@@ -38,7 +38,8 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-mixed-modes", action="store_true",
                    help="accept sets mixing image modes (16-bit, alpha, gray input for RGB target, ...)")
     p.add_argument("-o", "--out", default=None,
-                   help="output folder (default eval-results/<weights>-<task>-<framework>-<protocol>); "
+                   help="output folder (default eval-results/<weights stem>-<8-digit weights digest>-<task>-"
+                        "<framework>-<protocol>); "
                         "re-running with the same settings resumes")
     p.add_argument("--save-images", action="store_true", help="write every restored image as PNG")
     p.add_argument("--restart", action="store_true", help="discard the results log in --out and start over")

@@ -41,7 +41,7 @@ def register(subparsers) -> None:
     parser.add_argument("--preview", metavar="SHEET.png", help="also write a clean-vs-degraded contact sheet")
     parser.add_argument("--recursive", action="store_true", help="include sub-folders (names become a_b)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty OUT")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
 

@@ -31,8 +31,8 @@ from ipt_ms.metrics import SSIM_WINDOW, default_shave, psnr, quantize, ssim
 from ipt_ms.spec import IPTSpec
 from ipt_ms.tasks import Task, parse_task
 
-__all__ = ["EvalSettings", "ResultsLog", "Runner", "create_runner", "evaluate", "is_task_name", "score", "summarize",
-           "weights_digest"]
+__all__ = ["EvalSettings", "ResultsLog", "Runner", "baseline_label", "create_runner", "evaluate", "is_task_name",
+           "score", "score_baseline", "summarize", "weights_digest"]
 
 RESULTS_FILE = "results.jsonl"
 _LOG_KIND = "ipt-ms-eval-results"
@@ -222,11 +222,29 @@ def run_settings(settings: EvalSettings, runners: list[Runner]) -> dict:
                                               for r in runners]}
 
 
+def baseline_label(settings: EvalSettings) -> str:
+    """Key of the no-model baseline in each record's "runs" ("bicubic" for SR, else "input")."""
+    from ipt_ms.eval.baseline import baseline_name
+
+    return baseline_name(settings.parsed_task)
+
+
+def score_baseline(pair, scale: int, settings: EvalSettings) -> dict:
+    """The baseline's metrics for one image (`ipt_ms.eval.baseline`), scored like a model output."""
+    from ipt_ms.eval.baseline import baseline_output
+
+    start = time.perf_counter()
+    out = baseline_output(pair.lq, settings.parsed_task)
+    return {**score(out, pair.gt, scale, settings), "seconds": round(time.perf_counter() - start, 4), "tiles": 0}
+
+
 def evaluate(sets: list[EvalSet], runners: list[Runner], settings: EvalSettings, out_dir: os.PathLike | str, *,
              save_images: bool = False, progress: bool = True, restart: bool = False,
-             hook: ImageHook | None = None) -> list[dict]:
+             hook: ImageHook | None = None, baseline: bool = True) -> list[dict]:
     """Evaluate every image of `sets` with every runner; returns the records in set order.
 
+    With `baseline`, each record's "runs" also holds the no-model baseline (bicubic for SR,
+    the degraded input otherwise) under `baseline_label(settings)`, scored the same way.
     Images already in ``out_dir/results.jsonl`` (same settings) are not recomputed, unless
     --save-images asks for an output file that is missing.
     """
@@ -237,6 +255,7 @@ def evaluate(sets: list[EvalSet], runners: list[Runner], settings: EvalSettings,
     out_dir = Path(out_dir)
     log = ResultsLog(out_dir / RESULTS_FILE, run_settings(settings, runners), restart=restart)
     labels = [r.label for r in runners] if len(runners) > 1 else [None]
+    base_label = baseline_label(settings)
     records = []
     for eval_set in sets:
         names = eval_set.names
@@ -246,10 +265,14 @@ def evaluate(sets: list[EvalSet], runners: list[Runner], settings: EvalSettings,
             done = log.records.get((eval_set.name, name))
             wanted = [image_path(out_dir, lb, eval_set.name, name) for lb in labels] if save_images else []
             if done is not None and all(p.is_file() for p in wanted):
+                if baseline and base_label not in done["runs"]:  # a log written before baselines existed
+                    done["runs"][base_label] = score_baseline(eval_set.dataset[index], runners[0].scale, settings)
                 records.append(done)
                 continue
             pair = eval_set.dataset[index]
             outputs, runs = {}, {}
+            if baseline:
+                runs[base_label] = score_baseline(pair, runners[0].scale, settings)
             for runner in runners:
                 runner.tiles = 0
                 start = time.perf_counter()

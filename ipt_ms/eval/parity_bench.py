@@ -186,7 +186,8 @@ def parity_bench(sets: list[EvalSet], runners: list[Runner], settings: EvalSetti
                   "largest difference.", "", f"![strip]({STRIP_FILE})", ""]
         result.paths.append(out_dir / STRIP_FILE)
     summary = summarize(records, set_names, list(labels))
-    title = f"Parity benchmark: {labels[0]} vs {labels[1]}, {settings.task}"
+    title = (f"Parity benchmark: {labels[0]} vs {labels[1]}, {settings.task}, {Path(runners[1].weights).name} "
+             f"({runners[1].weights_id[:8]})")
     paths, printed = write_eval_reports(out_dir, title, settings, runners, set_names, records, summary,
                                         extra_markdown="\n".join(extra), stem="parity_bench",
                                         extra_json={"tolerance_db": tolerance, "max_abs_dpsnr": max_abs,

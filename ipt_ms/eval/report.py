@@ -75,24 +75,68 @@ def task_label(task: Task) -> str:
 
 
 def method_name(runner: Runner, settings: EvalSettings) -> str:
-    """Row label: weights file, framework, protocol (+x8)."""
+    """Row label: weights file and the first 8 hex digits of its content digest (two runs that
+    both export `model.ckpt` stay apart), framework, protocol (+x8)."""
     ensemble = " +x8" if settings.self_ensemble else ""
-    return f"IPT {Path(runner.weights).name} [{runner.label}, {settings.protocol}{ensemble}]"
+    return f"IPT {Path(runner.weights).name} ({runner.weights_id[:8]}) [{runner.label}, {settings.protocol}{ensemble}]"
+
+
+def baseline_short_name(task: Task) -> str:
+    """The no-model baseline in a phrase: bicubic, noisy input, rainy input, blurred input."""
+    if task.scale > 1:
+        return "bicubic"
+    return {"denoise": "noisy", "derain": "rainy", "deblur": "blurred"}.get(task.kind, "degraded") + " input"
+
+
+def baseline_row_name(task: Task) -> str:
+    """Row label of the no-model baseline (`ipt_ms.eval.baseline`)."""
+    if task.scale > 1:
+        return "Bicubic (no model)"
+    return f"Input, {baseline_short_name(task).split()[0]} (no model)"
 
 
 def paper_table(summary: dict[str, dict[str, SetSummary]], settings: EvalSettings, set_names: list[str],
-                methods: dict[str, str], metric: str = "psnr", digits: int = 2) -> Table:
-    """Method x set table of one metric, with the published number as the first row when known."""
+                methods: dict[str, str], metric: str = "psnr", digits: int = 2,
+                baseline: dict[str, SetSummary] | None = None) -> Table:
+    """Method x set table of one metric: the published number first when known, then the
+    no-model baseline, each method, and each method's gain over the baseline."""
     task = settings.parsed_task
     header = ["Method", "Task"] + list(set_names)
     rows = []
     published = [paper_value(task.name, s, metric) for s in set_names]
     if metric in ("psnr", "ssim") and any(v is not None for v in published):
         rows.append(["IPT (paper)", task_label(task)] + [fmt(v, digits if metric == "psnr" else 4) for v in published])
+    base = [getattr(baseline.get(s), metric, None) for s in set_names] if baseline else None
+    if base is not None:
+        rows.append([baseline_row_name(task), task_label(task)] + [fmt(v, digits) for v in base])
+    gains = []
     for label, name in methods.items():
         cells = [getattr(summary[label].get(s), metric, None) if s in summary[label] else None for s in set_names]
         rows.append([name, task_label(task)] + [fmt(v, digits) for v in cells])
+        if base is not None:
+            diff = [None if v is None or b is None or (math.isinf(v) and math.isinf(b)) else v - b
+                    for v, b in zip(cells, base)]
+            gains.append([f"  gain over {baseline_short_name(task)}",
+                          task_label(task)] + [fmt(d, digits, signed=True) for d in diff])
+    if len(methods) == 1:
+        rows += gains
+    else:  # several methods: each gain row names its method
+        rows += [[f"{row[0].strip()} ({name.split(' [')[-1].rstrip(']')})"] + row[1:]
+                 for row, name in zip(gains, methods.values())]
     return header, rows
+
+
+def below_baseline(summary: dict[str, dict[str, SetSummary]], baseline: dict[str, SetSummary],
+                   methods: dict[str, str], task: Task) -> list[str]:
+    """One note per (method, set) whose PSNR-Y is below the no-model baseline's."""
+    notes = []
+    for label, name in methods.items():
+        for set_name, s in summary.get(label, {}).items():
+            b = baseline.get(set_name)
+            if b is not None and s.psnr is not None and b.psnr is not None and s.psnr < b.psnr:
+                notes.append(f"{name} is below the {baseline_short_name(task)} baseline on "
+                             f"{set_name}: PSNR-Y {s.psnr:.2f} dB vs {b.psnr:.2f} dB ({s.psnr - b.psnr:+.2f} dB)")
+    return notes
 
 
 def summary_rows(summary: dict[str, dict[str, SetSummary]], task: str) -> Table:
@@ -146,19 +190,38 @@ def write_eval_reports(out_dir: os.PathLike | str, title: str, settings: EvalSet
                        extra_markdown: str = "", extra_json: dict | None = None,
                        stem: str = "report") -> tuple[list[Path], str]:
     """Write <stem>.md/.json, summary.csv and per_image.csv; returns (paths, the printed tables)."""
+    from ipt_ms.eval.engine import baseline_label, summarize
+
     out_dir = Path(out_dir)
     methods = {r.label: method_name(r, settings) for r in runners}
     labels = [r.label for r in runners]
-    tables = [("PSNR (dB, Y)", paper_table(summary, settings, set_names, methods, "psnr"))]
+    base_label = baseline_label(settings)
+    has_baseline = any(base_label in rec["runs"] for rec in records)
+    baseline = summarize(records, set_names, [base_label])[base_label] if has_baseline else None
+    tables = [("PSNR (dB, Y)", paper_table(summary, settings, set_names, methods, "psnr", baseline=baseline))]
     if settings.ssim:
-        tables.append(("SSIM (Y)", paper_table(summary, settings, set_names, methods, "ssim", digits=4)))
-    tables.append(("PSNR (dB, RGB)", paper_table(summary, settings, set_names, methods, "psnr_rgb")))
+        tables.append(("SSIM (Y)", paper_table(summary, settings, set_names, methods, "ssim", digits=4,
+                                               baseline=baseline)))
+    tables.append(("PSNR (dB, RGB)", paper_table(summary, settings, set_names, methods, "psnr_rgb",
+                                                 baseline=baseline)))
+    notes = below_baseline(summary, baseline, methods, settings.parsed_task) if baseline else []
     printed = "\n\n".join(f"{name}\n{markdown_table(*table)}" for name, table in tables[:2])
+    if notes:
+        printed += "\n\n" + "\n".join(f"note: {n}" for n in notes)
     timing_rows = [[lb, ss, str(s.images), fmt(s.seconds, 1), fmt(s.images_per_second, 3), str(s.tiles)]
                    for lb, per in summary.items() for ss, s in per.items()]
     parts = [f"# {title}", "", *settings_lines(settings, runners, set_names), ""]
+    if baseline:
+        parts[-1:-1] = [f"- baseline: {baseline_row_name(settings.parsed_task)}, scored with the same metric code"
+                        + (" (MATLAB-exact bicubic upscaling of the LR input)" if settings.parsed_task.scale > 1
+                           else " (the degraded input itself)")]
     for name, table in tables:
         parts += [f"## {name}", "", markdown_table(*table), ""]
+    if notes:
+        parts += [f"**Note:** {n}." for n in notes] + [""]
+    if baseline:
+        summary = {**summary, base_label: baseline}  # the CSV and JSON carry the baseline too
+        labels = labels + [base_label]
     if extra_markdown:
         parts += [extra_markdown.rstrip(), ""]
     parts += ["## Timing", "", markdown_table(["Runner", "Set", "Images", "Seconds", "Images/s", "Tiles"],
@@ -168,6 +231,9 @@ def write_eval_reports(out_dir: os.PathLike | str, title: str, settings: EvalSet
     payload = {"title": title, "settings": settings.to_dict(), "runners": [r.describe() for r in runners],
                "sets": set_names, "summary": means,
                "paper_psnr": {s: paper_value(settings.task, s) for s in set_names}, "images": records}
+    if baseline:
+        payload["baseline"] = {"label": base_label, "method": baseline_row_name(settings.parsed_task)}
+        payload["below_baseline"] = notes
     if extra_json:
         payload.update(extra_json)
     csv_rows = [[rec["set"], rec["name"], lb, rec["runs"][lb]["psnr"], rec["runs"][lb]["psnr_rgb"],

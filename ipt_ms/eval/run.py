@@ -76,9 +76,14 @@ class EvalRequest:
         return create_runner(framework, weights or self.weights, self.task, batch_size=self.batch_size,
                              device=self.device, mode=self.mode, progress=self.progress, **self.overrides)
 
-    def default_out(self, what: str) -> Path:
+    def default_out(self, what: str, runners: list[Runner]) -> Path:
+        """eval-results/<weights stem>-<digest>-<task>-<what>-<protocol>[-x8]: the weights' content
+        digest (8 hex digits; two if the runners' weights differ) keeps two runs that both export
+        `model.ckpt` apart."""
         ensemble = "-x8" if self.self_ensemble else ""
-        return Path("eval-results") / f"{Path(self.weights).stem}-{self.task}-{what}-{self.protocol}{ensemble}"
+        digest = "+".join(dict.fromkeys(r.weights_id[:8] for r in runners))
+        return (Path("eval-results")
+                / f"{Path(self.weights).stem}-{digest}-{runners[0].task}-{what}-{self.protocol}{ensemble}")
 
 
 @dataclass
@@ -109,12 +114,13 @@ def run_eval(request: EvalRequest, framework: str = "mindspore") -> EvalOutcome:
     """`ipt-ms eval`: evaluate one weights file on benchmark sets; write report.md/.json and CSVs."""
     sets, runners = _prepare(request, [(framework, None)])
     settings = request.settings(runners[0].task)
-    out_dir = ensure_writable_dir(request.out or request.default_out(runners[0].label))
+    out_dir = ensure_writable_dir(request.out or request.default_out(runners[0].label, runners))
     records = evaluate(sets, runners, settings, out_dir, save_images=request.save_images,
                        progress=request.progress, restart=request.restart)
     set_names = [s.name for s in sets]
     summary = summarize(records, set_names, [runners[0].label])
-    title = f"IPT evaluation: {settings.task} ({runners[0].label})"
+    title = (f"IPT evaluation: {settings.task}, {Path(runners[0].weights).name} ({runners[0].weights_id[:8]}) "
+             f"in {runners[0].label}")
     paths, printed = write_eval_reports(out_dir, title, settings, runners, set_names, records, summary)
     return EvalOutcome(out_dir, records, paths, printed)
 
@@ -132,7 +138,7 @@ def run_parity_bench(request: EvalRequest, frameworks: tuple[str, str] = ("minds
         raise IPTError(f"weights file not found: {first_weights}")
     sets, runners = _prepare(request, [(names[0], first_weights), (names[1], None)])
     settings = request.settings(runners[0].task)
-    out_dir = ensure_writable_dir(request.out or request.default_out("parity"))
+    out_dir = ensure_writable_dir(request.out or request.default_out("parity", runners))
     result = parity_bench(sets, runners, settings, out_dir, tolerance=tolerance, save_images=request.save_images,
                           progress=request.progress, restart=request.restart)
     return result

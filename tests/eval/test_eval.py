@@ -16,6 +16,7 @@ from PIL import Image
 
 from ipt_ms.cli import main
 from ipt_ms.data.imageio import read_image
+from ipt_ms.data.imresize import imresize
 from ipt_ms.inference import restore_array
 from ipt_ms.metrics import psnr, ssim
 
@@ -37,7 +38,11 @@ def test_eval_tables_match_a_direct_computation(bench_root, eval_weights, tmp_pa
     out = tmp_path / "out"
     assert _eval(eval_weights, bench_root, out, "--save-images") == 0
     printed = capsys.readouterr().out
-    assert "PSNR (dB, Y)" in printed and "IPT tiny.pt [torch, official]" in printed
+    from ipt_ms.eval.engine import weights_digest
+
+    digest = weights_digest(eval_weights)[:8]
+    assert "PSNR (dB, Y)" in printed and f"IPT tiny.pt ({digest}) [torch, official]" in printed
+    assert "| Bicubic (no model)" in printed and "|   gain over bicubic" in printed
     report = json.loads((out / "report.json").read_text())
     assert [r["name"] for r in report["images"]] == NAMES
 
@@ -54,15 +59,21 @@ def test_eval_tables_match_a_direct_computation(bench_root, eval_weights, tmp_pa
         assert run["psnr"] == pytest.approx(psnr(sr, hr, 2), abs=1e-9)
         assert run["ssim"] == pytest.approx(ssim(sr, hr, 2), abs=1e-9)
         assert run["psnr_rgb"] == pytest.approx(psnr(sr, hr, 2, channel="rgb"), abs=1e-9)
+        base = rec["runs"]["bicubic"]  # the baseline: MATLAB bicubic of the LR file, same metric code
+        assert base["psnr"] == pytest.approx(psnr(imresize(lr, scale=2), hr, 2), abs=1e-9)
         saved = read_image(out / "images" / "Mini" / f"{rec['name']}.png")
         assert psnr(saved, hr, 2) == pytest.approx(run["psnr"], abs=1e-9)  # the PNG is the scored output
         expected.append(run["psnr"])
     mean = report["summary"]["torch"]["Mini"]["psnr"]
     assert mean == pytest.approx(np.mean(expected), abs=1e-12)
     assert f"{mean:.2f}" in (out / "report.md").read_text()
+    base_mean = report["summary"]["bicubic"]["Mini"]["psnr"]
+    assert base_mean == pytest.approx(np.mean([r["runs"]["bicubic"]["psnr"] for r in report["images"]]), abs=1e-12)
+    gain_row = next(line for line in printed.splitlines() if "gain over bicubic" in line)
+    assert f"{mean - base_mean:+.2f}" in gain_row
     csv_lines = (out / "per_image.csv").read_text().splitlines()
-    assert csv_lines[0].startswith("set,image,runner,psnr_y") and len(csv_lines) == 4
-    assert (out / "summary.csv").read_text().count("\n") == 2
+    assert csv_lines[0].startswith("set,image,runner,psnr_y") and len(csv_lines) == 7  # 3 images x (model, bicubic)
+    assert (out / "summary.csv").read_text().count("\n") == 3
 
 
 def test_paper_row_limit_and_denoise(bench_root, eval_weights, tmp_path):

@@ -38,6 +38,9 @@ def test_mini_benchmark_parity_passes(mini, tmp_path, capsys, task, sets, protoc
     assert _bench(weights, data, out, task, sets, "--protocol", protocol, "--save-images") == 0
     printed = capsys.readouterr().out
     assert "PASS: max |dPSNR|" in printed
+    baseline = {"sr_x2": "Bicubic (no model)", "denoise_30": "Input, noisy (no model)",
+                "derain": "Input, rainy (no model)"}[task]
+    assert f"| {baseline}" in printed and "| gain over" in printed  # the no-model row in the same table
     report = json.loads((out / "parity_bench.json").read_text())
     assert report["ok"] and len(report["images"]) == 3
     for rec in report["images"]:
