@@ -413,13 +413,16 @@ def export_mindir(net, spec: IPTSpec, task_idx: int, path: str | os.PathLike, *,
 # ------------------------------------------------------------------------------ one call
 def export_weights(weights: str | os.PathLike, output: str | os.PathLike, *, fmt: str = "onnx",
                    task: str | int = "all", source: str = "mindspore", opset: int | None = None,
-                   with_stages: bool = False, device: str = "auto", **overrides) -> list[ExportResult]:
+                   with_stages: bool = False, device: str = "auto", progress: bool = False,
+                   **overrides) -> list[ExportResult]:
     """Export one task (or `task="all"`: every task, one file each) of a weights file.
 
     `fmt` onnx or mindir; `source` mindspore (`mindspore.onnx.export`) or torch (the twin,
     ONNX only). Overrides as for `load_weights` (num_heads, task_names, pos_every).
+    `progress` names each step on stderr (a full-size torch export takes about a minute).
     """
     from ipt_ms.convert.weights import load_weights, state_digest
+    from ipt_ms.progress import StepProgress
 
     fmt, source = fmt.lower(), source.lower()
     if fmt not in FORMATS:
@@ -430,23 +433,37 @@ def export_weights(weights: str | os.PathLike, output: str | os.PathLike, *, fmt
         raise IPTError("MindIR can only be exported from MindSpore (--source mindspore)")
     if fmt == "mindir" and (opset is not None or with_stages):
         raise IPTError("--opset and --with-stages apply to ONNX only")
-    spec, state = load_weights(weights, **overrides)
-    digest = state_digest(spec, state)  # before naming a placeholder task, as `ipt-ms eval` computes it
-    spec = spec.name_placeholder_task(task)  # the released single-task files (IPT_dn30.pt, ...)
-    indices = list(range(spec.num_tasks)) if str(task) == "all" else [spec.task_index(task)]
-    paths = output_paths(output, fmt, [spec.task_names[i] for i in indices], Path(weights).stem)
-    if source == "torch":
-        from parity.torch_runner import build_torch_model
+    with StepProgress("export", 2, enable=progress) as steps:
+        steps.start("reading weights")
+        spec, state = load_weights(weights, **overrides)
+        digest = state_digest(spec, state)  # before naming a placeholder task, as `ipt-ms eval` computes it
+        spec = spec.name_placeholder_task(task)  # the released single-task files (IPT_dn30.pt, ...)
+        indices = list(range(spec.num_tasks)) if str(task) == "all" else [spec.task_index(task)]
+        steps.set_total(2 + len(indices))
+        paths = output_paths(output, fmt, [spec.task_names[i] for i in indices], Path(weights).stem)
+        steps.start(f"building the {'PyTorch twin' if source == 'torch' else 'MindSpore network'}")
+        if source == "torch":
+            from parity.torch_runner import build_torch_model
 
-        model = build_torch_model(spec, state)
-        return [export_onnx_torch(model, spec, i, paths[spec.task_names[i]], opset=opset, with_stages=with_stages,
-                                  weights_digest=digest) for i in indices]
-    from ipt_ms.inference import build_model
-    from ipt_ms.runtime import configure
+            model = build_torch_model(spec, state)
 
-    configure(device, "graph")
-    net = build_model(spec, state)
-    if fmt == "mindir":
-        return [export_mindir(net, spec, i, paths[spec.task_names[i]], weights_digest=digest) for i in indices]
-    return [export_onnx_mindspore(net, spec, i, paths[spec.task_names[i]], opset=opset, with_stages=with_stages,
-                                  weights_digest=digest) for i in indices]
+            def export_one(i):
+                return export_onnx_torch(model, spec, i, paths[spec.task_names[i]], opset=opset,
+                                         with_stages=with_stages, weights_digest=digest)
+        else:
+            from ipt_ms.inference import build_model
+            from ipt_ms.runtime import configure
+
+            configure(device, "graph")
+            net = build_model(spec, state)
+
+            def export_one(i):
+                if fmt == "mindir":
+                    return export_mindir(net, spec, i, paths[spec.task_names[i]], weights_digest=digest)
+                return export_onnx_mindspore(net, spec, i, paths[spec.task_names[i]], opset=opset,
+                                             with_stages=with_stages, weights_digest=digest)
+        results = []
+        for n, i in enumerate(indices, start=1):
+            steps.start(f"exporting {spec.task_names[i]} ({n}/{len(indices)}: trace, check, write {fmt})")
+            results.append(export_one(i))
+        return results

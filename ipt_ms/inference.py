@@ -59,20 +59,25 @@ def run_batches(tiles: np.ndarray, call, *, step: int, scale: int, progress: boo
 
     `call` maps a float32 (m, C, h, w) batch to (m', C, h*scale, w*scale) with m' >= m;
     `pad_to(m)`, if given, is the batch size a short chunk is zero-padded to (compiled or
-    fixed-batch graphs), and the extra rows are dropped. One progress bar over the batches.
+    fixed-batch graphs), and the extra rows are dropped. One progress bar counting tiles
+    (not calls: a call may hold fewer tiles than --batch-size, see CPU_GRAPH_CALL_TILES).
     """
-    from ipt_ms.progress import progress_bar
+    from ipt_ms.progress import counter
 
     n, c, h, w = tiles.shape
     out = np.empty((n, c, h * scale, w * scale), np.float32)
-    starts = range(0, n, step)
-    for start in progress_bar(starts, total=len(starts), desc="tiles", unit="batch", enable=progress):
-        chunk = np.ascontiguousarray(tiles[start:start + step], dtype=np.float32)
-        m = chunk.shape[0]
-        size = pad_to(m) if pad_to is not None else m
-        if size > m:
-            chunk = np.concatenate([chunk, np.zeros((size - m,) + chunk.shape[1:], np.float32)])
-        out[start:start + m] = call(chunk)[:m]
+    bar = counter(n, desc="tiles", unit="tile", enable=progress)
+    try:
+        for start in range(0, n, step):
+            chunk = np.ascontiguousarray(tiles[start:start + step], dtype=np.float32)
+            m = chunk.shape[0]
+            size = pad_to(m) if pad_to is not None else m
+            if size > m:
+                chunk = np.concatenate([chunk, np.zeros((size - m,) + chunk.shape[1:], np.float32)])
+            out[start:start + m] = call(chunk)[:m]
+            bar.update(m)
+    finally:
+        bar.close()
     return out
 
 

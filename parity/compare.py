@@ -301,7 +301,7 @@ def run_parity(weights: str, *, ckpt: str | None = None, task: str | int = 0, im
                seed: int = 0, mode: str = "graph", device: str = "auto", stage_tol: float = DEFAULT_STAGE_TOL,
                output_tol: float = DEFAULT_OUTPUT_TOL, fp64_reference: bool = True,
                floor_factor: float = DEFAULT_FLOOR_FACTOR, onnx: list[str] | None = None,
-               onnx_export: str | None = None, **overrides) -> ParityReport:
+               onnx_export: str | None = None, progress: bool = False, **overrides) -> ParityReport:
     """Run both frameworks on one input and compare every stage.
 
     `weights` (any format) feeds the PyTorch twin, and the MindSpore network too unless
@@ -309,10 +309,22 @@ def run_parity(weights: str, *, ckpt: str | None = None, task: str | int = 0, im
     With `fp64_reference` the twin also runs in float64 to measure the float32 floor.
     A third framework, ONNX Runtime, joins with `onnx` (exported files; the one holding
     this task is used) or `onnx_export` ("mindspore" or "torch": export one now, with
-    every stage exposed).
+    every stage exposed). `progress` names each step on stderr as it runs (a full-size
+    model takes 20 to 70 s, most of it in MindSpore's first, compiling call).
     """
+    from ipt_ms.progress import StepProgress
+
+    total = 6 + bool(onnx or onnx_export) + bool(fp64_reference)
+    with StepProgress(f"parity {task}", total, enable=progress) as steps:
+        return _run_parity(steps, weights, ckpt, task, image, seed, mode, device, stage_tol, output_tol,
+                           fp64_reference, floor_factor, onnx, onnx_export, overrides)
+
+
+def _run_parity(steps, weights, ckpt, task, image, seed, mode, device, stage_tol, output_tol, fp64_reference,
+                floor_factor, onnx, onnx_export, overrides) -> ParityReport:
     import tempfile
 
+    steps.start("importing MindSpore and PyTorch")
     import mindspore as ms
     import torch
 
@@ -322,6 +334,7 @@ def run_parity(weights: str, *, ckpt: str | None = None, task: str | int = 0, im
     from parity.torch_runner import build_torch_model
 
     device = configure(device, mode)
+    steps.start("reading weights")
     spec, torch_state = load_weights(weights, **overrides)
     ms_spec, ms_state = (spec, torch_state) if ckpt is None else load_weights(ckpt, **overrides)
     if ms_spec.to_dict() != spec.to_dict():
@@ -332,16 +345,21 @@ def run_parity(weights: str, *, ckpt: str | None = None, task: str | int = 0, im
     x, description = make_input(spec, image, seed)
 
     timings = {}
+    steps.start("building the MindSpore network")
     net = build_model(spec, ms_state)
+    steps.start(f"MindSpore forward ({mode} mode{', first call compiles' if mode == 'graph' else ''})")
     start = time.perf_counter()
     ms_out = mindspore_stages(net, x, task_idx)
     timings["mindspore first call"] = time.perf_counter() - start
+    steps.start("building the PyTorch twin")
     model = build_torch_model(spec, torch_state)
+    steps.start("PyTorch float32 forward")
     start = time.perf_counter()
     torch_out = torch_stages(model, x, task_idx)
     timings["pytorch"] = time.perf_counter() - start
     onnx_out, sources = None, {}
     if onnx or onnx_export:
+        steps.start("ONNX Runtime" + (f" (exporting from {onnx_export} first)" if onnx_export and not onnx else ""))
         with tempfile.TemporaryDirectory(prefix="ipt-parity-onnx-") as workdir:
             predictor, sources["onnx"] = _onnx_predictor(spec, task_idx, onnx, onnx_export, net, model, workdir)
             start = time.perf_counter()
@@ -349,6 +367,7 @@ def run_parity(weights: str, *, ckpt: str | None = None, task: str | int = 0, im
             timings["onnxruntime"] = time.perf_counter() - start
     torch_fp64 = None
     if fp64_reference:
+        steps.start("PyTorch float64 forward (the exact reference)")
         start = time.perf_counter()
         torch_fp64 = torch_stages(model.double(), x, task_idx, dtype=torch.float64)
         timings["pytorch float64"] = time.perf_counter() - start

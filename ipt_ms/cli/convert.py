@@ -15,17 +15,24 @@ def register(subparsers) -> None:
     p.add_argument("dst", help="destination weights file")
     add_architecture_overrides(p)
     p.add_argument("--verbose", action="store_true", help="list every mismatched key on failure")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress line (shown for files over 50 MB)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     import sys
+    from pathlib import Path
 
     from ipt_ms.convert.weights import convert_file, describe
     from ipt_ms.errors import WeightsMismatchError
+    from ipt_ms.progress import StepProgress
 
+    src = Path(args.src)
+    size = src.stat().st_size if src.is_file() else 0
     try:
-        spec = convert_file(args.src, args.dst, **architecture_overrides(args))
+        with StepProgress("convert", 1, enable=not args.quiet and size > 50e6) as steps:
+            steps.start(f"{src.name} ({size / 1e6:.0f} MB) -> {Path(args.dst).name}")
+            spec = convert_file(args.src, args.dst, **architecture_overrides(args))
     except WeightsMismatchError as err:
         if args.verbose:
             print(err.details(), file=sys.stderr)

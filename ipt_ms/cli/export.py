@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ipt_ms.cli._common import add_architecture_overrides, architecture_overrides
+from ipt_ms.cli._common import add_architecture_overrides, add_quiet_arg, architecture_overrides
 
 
 def register(subparsers) -> None:
@@ -29,6 +29,7 @@ def register(subparsers) -> None:
                    help="also output every parity stage as 'stage/<name>' (for `ipt-ms parity --onnx`)")
     p.add_argument("--device", default="auto", help="MindSpore device used while tracing (default: auto)")
     add_architecture_overrides(p)
+    add_quiet_arg(p)
     p.set_defaults(func=run)
 
 
@@ -37,7 +38,7 @@ def run(args) -> int:
 
     results = export_weights(args.weights, args.output, fmt=args.fmt, task=args.task, source=args.source,
                              opset=args.opset, with_stages=args.with_stages, device=args.device,
-                             **architecture_overrides(args))
+                             progress=not args.quiet, **architecture_overrides(args))
     for result in results:
         print(f"wrote {result.describe()}")
     return 0

@@ -18,6 +18,7 @@ def register(subparsers) -> None:
     p.add_argument("--num-layers", type=int, default=None)
     p.add_argument("--num-heads", type=int, default=None)
     p.add_argument("--patch-size", type=int, default=None)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=run)
 
 
@@ -41,7 +42,13 @@ def run(args) -> int:
     if "task_names" in overrides and "num_queries" not in overrides:
         overrides["num_queries"] = max(spec.num_queries, len(overrides["task_names"]))
     spec = spec.replace(**overrides) if overrides else spec
-    save_weights(args.output, seeded_state(spec, args.seed), spec)
+    from ipt_ms.progress import StepProgress
+
+    with StepProgress("make-weights", 2, enable=not args.quiet and spec.num_layers >= 6) as steps:
+        steps.start(f"initialising {spec.num_parameters():,} parameters (seed {args.seed})")
+        state = seeded_state(spec, args.seed)
+        steps.start(f"writing {args.output}")
+        save_weights(args.output, state, spec)
     print(f"wrote {args.output} (seed {args.seed})")
     print(describe(spec))
     return 0

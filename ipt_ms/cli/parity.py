@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ipt_ms.cli._common import add_architecture_overrides, add_runtime_args, architecture_overrides
+from ipt_ms.cli._common import add_architecture_overrides, add_quiet_arg, add_runtime_args, architecture_overrides
 
 
 def register(subparsers) -> None:
@@ -33,6 +33,7 @@ def register(subparsers) -> None:
                         "stages are compared where the file exposes them, i.e. exported --with-stages)")
     add_runtime_args(p)
     add_architecture_overrides(p)
+    add_quiet_arg(p)
     p.set_defaults(func=run)
 
 
@@ -61,7 +62,7 @@ def run(args) -> int:
                             output_tol=args.output_tol, fp64_reference=not args.no_fp64,
                             floor_factor=args.floor_factor, onnx=onnx_files.get(task),
                             onnx_export=args.onnx_source if args.framework == "onnx" and not args.onnx else None,
-                            **overrides)
+                            progress=not args.quiet, **overrides)
         print(report.table())
         print(report.summary())
         if args.report:

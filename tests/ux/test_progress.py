@@ -1,0 +1,60 @@
+"""Progress on long steps: real subprocesses, what a user sees on stderr."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.hostile.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("progress")
+    proc = run_cli("make-weights", "--preset", "tiny", "--seed", "1", "-o", folder / "tiny.pt", cwd=folder)
+    assert proc.returncode == 0, proc.stderr
+    return folder / "tiny.pt"
+
+
+def _frames(stderr: str) -> list[str]:
+    return [f.strip() for f in re.split(r"[\r\n]", stderr) if f.strip()]
+
+
+def test_parity_names_each_step_and_quiet_silences_it(weights, tmp_path):
+    proc = run_cli("parity", weights, "--task", "sr_x2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    frames = _frames(proc.stderr)
+    for step in ("step 2/7: reading weights", "step 4/7: MindSpore forward (graph mode, first call compiles)",
+                 "step 7/7: PyTorch float64 forward"):
+        assert any(step in f for f in frames), (step, frames)
+    assert all(re.search(r"\[\d\d:\d\d\]$", f) for f in frames if "step" in f)  # elapsed time on every frame
+    quiet = run_cli("parity", weights, "--task", "sr_x2", "-q", cwd=tmp_path)
+    assert quiet.returncode == 0 and quiet.stderr.strip() == ""
+
+
+def test_restore_counts_tiles_not_calls(weights, tmp_path):
+    """--batch-size 64 with 8 tiles per MindSpore call on CPU: the bar counts tiles."""
+    from skimage import data
+
+    from ipt_ms.data.imageio import write_image
+
+    write_image(tmp_path / "a.png", data.astronaut()[:60, :70])
+    proc = run_cli("restore", "--weights", weights, "--task", "sr_x2", tmp_path / "a.png", "-o", tmp_path / "out",
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    counts = re.findall(r"tiles:.*?(\d+)/(\d+) \[", proc.stderr)
+    assert counts, proc.stderr
+    total = {int(t) for _, t in counts}
+    assert len(total) == 1 and total.pop() > 8  # one bar over every tile of the image
+    assert "tile/s" in proc.stderr or "s/tile" in proc.stderr
+    assert "batch" not in proc.stderr
+
+
+def test_export_names_the_task_being_exported(weights, tmp_path):
+    proc = run_cli("export", "--weights", weights, "--task", "all", "--source", "torch", "-o", tmp_path / "x.onnx",
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    frames = _frames(proc.stderr)
+    assert any("export, step 1/2: reading weights" in f for f in frames)
+    assert any("step 3/3: exporting sr_x2 (1/1: trace, check, write onnx)" in f for f in frames), frames
