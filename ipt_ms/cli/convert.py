@@ -9,8 +9,11 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "convert", help="convert weights between PyTorch and MindSpore",
         description="Convert IPT weights; the direction comes from the extensions (.pt/.pth/.safetensors "
-                    "<-> .ckpt). The architecture is inferred from the weights and stored in .ckpt and "
-                    ".safetensors outputs. Nothing is written when keys or shapes do not match.")
+                    "<-> .ckpt). The architecture is read from the source (or inferred from its shapes when it "
+                    "records none, as the official releases) and stored in every output: .ckpt, .safetensors and "
+                    ".pt/.pth (the state_dict's _metadata, which the official code ignores). Weights cannot tell "
+                    "the number of attention heads: give --num-heads for a file that does not record it (default "
+                    "12, the official value). Nothing is written when keys or shapes do not match.")
     p.add_argument("src", help="source weights file")
     p.add_argument("dst", help="destination weights file")
     add_architecture_overrides(p)

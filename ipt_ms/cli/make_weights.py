@@ -4,12 +4,32 @@ from __future__ import annotations
 
 PRESETS = ("pretrain", "sr_x2", "sr_x3", "sr_x4", "denoise_30", "denoise_50", "derain", "tiny")
 
+#: the `model:` section of configs/tiny.yaml (a test keeps the two equal), so weights made
+#: with `--preset tiny` load into `ipt-ms pretrain --config configs/tiny.yaml --init ...`
+TINY_MODEL = {"task_names": ("sr_x2", "denoise_30"), "n_feats": 16, "patch_size": 24, "patch_dim": 3,
+              "num_heads": 2, "num_layers": 1}
+
+
+def preset_spec(preset: str):
+    """The architecture of a --preset (before --tasks/--n-feats/... overrides)."""
+    from ipt_ms.spec import IPTSpec
+    from ipt_ms.tasks import parse_task
+
+    if preset == "pretrain":
+        return IPTSpec.pretrain()
+    if preset == "tiny":
+        tasks = TINY_MODEL["task_names"]
+        return IPTSpec(scales=tuple(parse_task(t).scale for t in tasks), num_queries=len(tasks), **TINY_MODEL)
+    return IPTSpec.official(preset)
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "make-weights", help="write seeded random IPT weights (any format)",
         description="Initialise an IPT the way the official code does, from a seed, and save it. "
-                    "Presets: pretrain (6 tasks, 118.9M params), a released single-task model, or tiny.")
+                    "Presets: pretrain (6 tasks, 118.9M params), a released single-task model, or tiny (the "
+                    "model of configs/tiny.yaml: sr_x2 + denoise_30, 16 features, 1+1 layers, 2 heads, 24-px "
+                    "patches).")
     p.add_argument("-o", "--output", required=True, help=".pt/.pth/.safetensors/.ckpt file to write")
     p.add_argument("--preset", default="sr_x2", choices=PRESETS)
     p.add_argument("--seed", type=int, default=0)
@@ -24,7 +44,6 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from ipt_ms.convert.weights import describe, save_weights
-    from ipt_ms.spec import IPTSpec
     from ipt_ms.tasks import parse_task
     from parity.seeded import seeded_state
 
@@ -33,12 +52,7 @@ def run(args) -> int:
     if args.tasks:
         names = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
         overrides.update(task_names=names, scales=tuple(parse_task(n).scale for n in names))
-    if args.preset == "pretrain":
-        spec = IPTSpec.pretrain()
-    elif args.preset == "tiny":
-        spec = IPTSpec.tiny()
-    else:
-        spec = IPTSpec.official(args.preset)
+    spec = preset_spec(args.preset)
     if "task_names" in overrides and "num_queries" not in overrides:
         overrides["num_queries"] = max(spec.num_queries, len(overrides["task_names"]))
     spec = spec.replace(**overrides) if overrides else spec

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import pickle
 import warnings
 from collections import OrderedDict
@@ -179,6 +180,10 @@ def resolve_spec(weights: WeightFile, *, num_heads: int | None = None, task_name
         return spec.replace(**changes) if changes else spec
     shapes = {(torch_key(k) if weights.naming == "mindspore" else k): tuple(v.shape)
               for k, v in weights.arrays.items()}
+    if num_heads is None:  # the shapes cannot tell; say what is assumed rather than assume silently
+        logging.getLogger("ipt_ms.convert").warning(
+            "%s does not record its number of attention heads: assuming 12, as in every official release "
+            "(pass --num-heads if it was trained with another)", weights.path.name)
     return infer_spec(shapes, num_heads=num_heads or 12, task_names=task_names, pos_every=bool(pos_every),
                       patch_size=patch_size, source=repr(str(weights.path)))
 

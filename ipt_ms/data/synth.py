@@ -10,7 +10,8 @@ Output layout (every folder readable by the loaders in :mod:`ipt_ms.data.folders
     OUT/derain/norain-<name>.png
     OUT/deblur/test/synth/{blur,sharp}/<name>.png   deblur -> gopro(OUT/deblur)
     OUT/deblur/kernels/<name>.npy              the blur kernel of each image (sum 1)
-    OUT/synth.json                             seed, sigma, clipping, rain and blur settings
+    OUT/synth.json                             seed, and the settings of the tasks made (sigma and
+                                               clipping, rain, blur, bicubic)
 
 All random draws are seeded by (seed, image name), so re-running on a subset or on
 another machine writes the same images.
@@ -98,23 +99,53 @@ def _crop_pair(lq: np.ndarray, gt: np.ndarray, scale: int, size: int) -> tuple[n
     return to_uint8(lq_c), to_uint8(gt_c)
 
 
-def make_preview(rows: list[tuple[str, np.ndarray, np.ndarray]], path: os.PathLike | str) -> Path:
-    """Write a contact sheet: one row per task, clean crop | degraded crop, labelled."""
+#: at most this many images (rows) on the preview sheet; the title says when there are more
+PREVIEW_MAX_IMAGES = 16
+
+
+def make_preview(rows: list[tuple[str, list[tuple[str, np.ndarray]]]], path: os.PathLike | str,
+                 total_images: int | None = None) -> Path:
+    """Write a contact sheet: one row per image (its name, then clean | each task's degraded
+    crop), every panel labelled; a title line says how many of the images are shown."""
     if not rows:
         raise IPTError("nothing to preview")
-    size = max(r[1].shape[0] for r in rows)
+    size = max(panel.shape[0] for _, panels in rows for _, panel in panels)
     gap = 4
     lines = []
-    for title, clean, degraded in rows:
-        pad = [(0, size - clean.shape[0]), (0, size - clean.shape[1]), (0, 0)]
-        left = _label(np.pad(clean, pad), "clean")
-        right = _label(np.pad(degraded, pad), title)
-        lines.append(np.concatenate([left, np.full((size, gap, 3), 255, np.uint8), right], axis=1))
-    width = lines[0].shape[1]
-    sheet = [np.full((gap, width, 3), 255, np.uint8)]
+    for name, panels in rows:
+        cells = []
+        for title, panel in panels:
+            pad = [(0, size - panel.shape[0]), (0, size - panel.shape[1]), (0, 0)]
+            cells += [_label(np.pad(panel, pad), title), np.full((size, gap, 3), 255, np.uint8)]
+        lines.append(np.concatenate([_name_strip(name, size)] + cells[:-1], axis=1))
+    width = max(line.shape[1] for line in lines)
+    lines = [np.pad(line, [(0, 0), (0, width - line.shape[1]), (0, 0)], constant_values=255) for line in lines]
+    shown = len(rows)
+    total = total_images or shown
+    title = f"{shown} image(s)" if shown == total else f"first {shown} of {total} images"
+    sheet = [_title_bar(title, width), np.full((gap, width, 3), 255, np.uint8)]
     for line in lines:
         sheet += [line, np.full((gap, width, 3), 255, np.uint8)]
     return write_image(path, np.concatenate(sheet, axis=0))
+
+
+def _title_bar(text: str, width: int) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    bar = Image.new("RGB", (width, 16), (255, 255, 255))
+    ImageDraw.Draw(bar).text((3, 2), text, fill=(0, 0, 0))
+    return np.asarray(bar)
+
+
+def _name_strip(name: str, height: int, width: int = 96) -> np.ndarray:
+    """The image's name, written down the left of its row (cut to fit)."""
+    from PIL import Image, ImageDraw
+
+    strip = Image.new("RGB", (width, height), (255, 255, 255))
+    chars = max(1, (width - 6) // 6)
+    lines = [name[i:i + chars] for i in range(0, len(name), chars)][: max(1, height // 12)]
+    ImageDraw.Draw(strip).multiline_text((3, 2), "\n".join(lines), fill=(0, 0, 0))
+    return np.asarray(strip)
 
 
 def synthesize(
@@ -154,7 +185,7 @@ def synthesize(
     degraders = [Degrader(t, clip=clip, rain=rain, blur=blur_cfg) for t in parsed]
     report = SynthReport(out_dir=out_dir, tasks=[t.name for t in parsed], names=names)
     report.folders = {t.name: task_output_dir(t) for t in parsed}
-    preview_rows: list[tuple[str, np.ndarray, np.ndarray]] = []
+    preview_rows: list[tuple[str, list[tuple[str, np.ndarray]]]] = []
     # One crop size for every row: a multiple of all SR scales.
     step = math.lcm(*[t.scale for t in parsed])
     crop = max(step, preview_size - preview_size % step)
@@ -164,6 +195,7 @@ def synthesize(
         clean = read_image(path)
         write_image(out_dir / "HR" / f"{name}.png", clean)
         report.files_written += 1
+        panels: list[tuple[str, np.ndarray]] = []
         for task, deg in zip(parsed, degraders):
             lq, target = deg(clean, seed, name)
             sub = out_dir / task_output_dir(task)
@@ -183,9 +215,11 @@ def synthesize(
                 np.save(kdir / f"{name}.npy", deg.kernel_for(seed, name))
                 report.files_written += 2
             report.files_written += 1
-            if preview is not None and name == names[0]:
+            if preview is not None and len(preview_rows) < PREVIEW_MAX_IMAGES:
                 lq_c, gt_c = _crop_pair(lq, target, task.scale, crop)
-                preview_rows.append((task.name, gt_c, lq_c))
+                panels += ([("clean", gt_c)] if not panels else []) + [(task.name, lq_c)]
+        if panels:
+            preview_rows.append((name, panels))
     bar.close()
 
     manifest = {
@@ -194,17 +228,22 @@ def synthesize(
         "tasks": report.tasks,
         "folders": report.folders,
         "images": names,
-        "noise": {"clip": bool(clip), "rounded_png": True,
-                  "note": "float inputs: denoise_benchmark(OUT/HR, sigma, seed, clip)"},
-        "rain": {"streaks": str(rain_streaks) if rain_streaks is not None else None,
-                 "preset": None if rain_streaks is not None else rain_preset},
-        "blur": {"kind": blur_cfg.kind, "canvas": blur_cfg.canvas, "max_len": blur_cfg.max_len,
-                 "iters": blur_cfg.iters, "length_range": list(blur_cfg.length_range),
-                 "padding": "reflect (half-sample symmetric)"},
-        "bicubic": "MATLAB imresize, antialiased, uint8 rounding after each pass",
     }
+    kinds = {t.kind for t in parsed}  # only the settings of the tasks that were made
+    if "sr" in kinds:
+        manifest["bicubic"] = "MATLAB imresize, antialiased, uint8 rounding after each pass"
+    if "denoise" in kinds:
+        manifest["noise"] = {"sigmas": [t.sigma for t in parsed if t.kind == "denoise"], "clip": bool(clip),
+                             "rounded_png": True, "note": "float inputs: denoise_benchmark(OUT/HR, sigma, seed, clip)"}
+    if "derain" in kinds:
+        manifest["rain"] = {"streaks": str(rain_streaks) if rain_streaks is not None else None,
+                            "preset": None if rain_streaks is not None else rain_preset}
+    if "deblur" in kinds:
+        manifest["blur"] = {"kind": blur_cfg.kind, "canvas": blur_cfg.canvas, "max_len": blur_cfg.max_len,
+                            "iters": blur_cfg.iters, "length_range": list(blur_cfg.length_range),
+                            "padding": "reflect (half-sample symmetric)"}
     report.manifest = out_dir / MANIFEST
     report.manifest.write_text(json.dumps(manifest, indent=2) + "\n")
     if preview is not None:
-        report.preview = make_preview(preview_rows, preview)
+        report.preview = make_preview(preview_rows, preview, total_images=len(names))
     return report

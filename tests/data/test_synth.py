@@ -51,7 +51,9 @@ def test_synthesize_writes_loadable_layouts(tmp_path, clean_dir):
     assert abs(kernel.sum() - 1) < 1e-9
 
     sheet = read_image(report.preview)
-    assert sheet.shape[0] > 5 * 60 and sheet.shape[2] == 3  # one row per task
+    # one row per image (3), one column per task (5) after the clean crop and the name strip
+    assert 3 * 60 < sheet.shape[0] < 3 * 100 and sheet.shape[1] > 96 + 6 * 60
+    assert set(manifest) >= {"bicubic", "noise", "rain", "blur"} and manifest["noise"]["sigmas"] == [30]
 
 
 def test_synthesize_is_deterministic_and_subset_independent(tmp_path, clean_dir):
@@ -85,7 +87,13 @@ def test_cli(tmp_path, clean_dir, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     assert "denoise_30" in printed and (tmp_path / "p.png").is_file()
-    assert json.loads((out / "synth.json").read_text())["noise"]["clip"] is False
+    manifest = json.loads((out / "synth.json").read_text())
+    assert manifest["noise"]["clip"] is False
+    assert "rain" not in manifest and "blur" not in manifest  # only the settings of the tasks made
+    sr_only = tmp_path / "sr_only"
+    assert main(["synth", str(clean_dir), str(sr_only), "--tasks", "sr_x2", "-q"]) == 0
+    assert set(json.loads((sr_only / "synth.json").read_text())) == {"source", "seed", "tasks", "folders", "images",
+                                                                      "bicubic"}
     assert main(["synth", str(tmp_path / "nope"), str(tmp_path / "x"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "nope" in err and err.count("\n") == 1

@@ -57,4 +57,6 @@ def test_export_names_the_task_being_exported(weights, tmp_path):
     assert proc.returncode == 0, proc.stderr
     frames = _frames(proc.stderr)
     assert any("export, step 1/2: reading weights" in f for f in frames)
-    assert any("step 3/3: exporting sr_x2 (1/1: trace, check, write onnx)" in f for f in frames), frames
+    # --preset tiny has two tasks (sr_x2, denoise_30): one file and one step each
+    assert any("step 3/4: exporting sr_x2 (1/2: trace, check, write onnx)" in f for f in frames), frames
+    assert any("step 4/4: exporting denoise_30 (2/2" in f for f in frames), frames
