@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "eval",
     "parity_bench",
     "export",
+    "doctor",
 ]
 
 
