@@ -149,8 +149,8 @@ def verdict_paragraph(report: ParityReport) -> str:
                    f"run of PyTorch than {report.floor_factor:g}x PyTorch float32 is")
         if by_floor:
             worst = max(by_floor, key=lambda s: s.ms_vs_fp64 / s.fp32_floor if s.fp32_floor else np.inf)
-            counts += (f"; the closest call is `{worst.name}` at {worst.ms_vs_fp64 / worst.fp32_floor:.2f}x"
-                       if worst.fp32_floor else "")
+            counts += (f"; the highest ratio is {worst.ms_vs_fp64 / worst.fp32_floor:.2f}x at `{worst.name}`, "
+                       f"against a limit of {report.floor_factor:g}x" if worst.fp32_floor else "")
         counts += ")."
     else:
         counts += " (no float64 reference was run, so only the fixed tolerance applies)."
