@@ -1,4 +1,4 @@
-"""Progress display on stderr (tqdm), switchable off for tests and pipes.
+"""Progress display on stderr (tqdm): on a terminal, off with -q, forced with IPT_MS_PROGRESS=1.
 
 Two shapes of long work:
 
@@ -12,16 +12,34 @@ Two shapes of long work:
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
 from collections.abc import Iterable
 
+#: "1" shows progress even when stderr is not a terminal (a log file), "0" never shows it
+PROGRESS_ENV = "IPT_MS_PROGRESS"
+
+
+def progress_wanted(enable: bool = True) -> bool:
+    """Progress is drawn on a terminal only, unless IPT_MS_PROGRESS says otherwise: in a pipe
+    or a captured stream its frames would bury the output (and a one-line error under them)."""
+    if not enable:
+        return False
+    forced = os.environ.get(PROGRESS_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stream
+        return False
+
 
 def progress_bar(iterable: Iterable, *, total: int | None = None, desc: str = "", unit: str = "it",
                  enable: bool = True, **kwargs):
-    """Wrap `iterable` in a tqdm bar when enabled and tqdm is importable."""
-    if not enable:
+    """Wrap `iterable` in a tqdm bar when enabled (see `progress_wanted`) and tqdm is importable."""
+    if not progress_wanted(enable):
         return iterable
     try:
         from tqdm.auto import tqdm
@@ -33,7 +51,7 @@ def progress_bar(iterable: Iterable, *, total: int | None = None, desc: str = ""
 
 def counter(total: int, *, desc: str = "", unit: str = "it", enable: bool = True, **kwargs):
     """A manual tqdm counter (`.update(n)`, `.close()`); a do-nothing object when disabled."""
-    if not enable:
+    if not progress_wanted(enable):
         return _Silent()
     try:
         from tqdm.auto import tqdm

@@ -1,4 +1,7 @@
-"""Progress on long steps: real subprocesses, what a user sees on stderr."""
+"""Progress on long steps: real subprocesses, what a user sees on stderr.
+
+The subprocesses' stderr is a pipe, where progress is off by default (its frames would
+bury a one-line error); IPT_MS_PROGRESS=1 forces it on, as for a log file."""
 
 from __future__ import annotations
 
@@ -6,7 +9,14 @@ import re
 
 import pytest
 
-from tests.hostile.conftest import run_cli
+from tests.hostile.conftest import assert_one_line_error
+from tests.hostile.conftest import run_cli as _run_cli
+
+SHOW = {"IPT_MS_PROGRESS": "1"}
+
+
+def run_cli(*args, **kwargs):
+    return _run_cli(*args, env=SHOW, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +70,12 @@ def test_export_names_the_task_being_exported(weights, tmp_path):
     # --preset tiny has two tasks (sr_x2, denoise_30): one file and one step each
     assert any("step 3/4: exporting sr_x2 (1/2: trace, check, write onnx)" in f for f in frames), frames
     assert any("step 4/4: exporting denoise_30 (2/2" in f for f in frames), frames
+
+
+def test_progress_stays_off_in_a_pipe_and_never_buries_an_error(weights, tmp_path):
+    quiet = _run_cli("parity", weights, "--task", "sr_x2", cwd=tmp_path)  # stderr is a pipe: no frames
+    assert quiet.returncode == 0 and quiet.stderr.strip() == ""
+    bad = _run_cli("export", "--weights", weights, "--source", "torch", "--opset", "17", "-o", tmp_path / "x.onnx",
+                   cwd=tmp_path)
+    assert_one_line_error(bad, "opset >= 18")
+    assert not (tmp_path / "x.onnx").exists()
