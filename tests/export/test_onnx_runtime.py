@@ -128,5 +128,5 @@ def test_parity_bench_mindspore_vs_onnx(tiny_pt, ms_onnx, tmp_path, capsys):
     report = json.loads((out / "parity_bench.json").read_text())
     assert report["ok"] and len(report["images"]) == 2
     for record in report["images"]:
-        assert set(record["runs"]) == {"torch", "onnx"}
+        assert set(record["runs"]) == {"torch", "onnx", "bicubic"}  # the two frameworks and the no-model baseline
         assert abs(record["runs"]["torch"]["psnr"] - record["runs"]["onnx"]["psnr"]) <= 0.01
