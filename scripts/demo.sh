@@ -26,8 +26,9 @@ ipt-ms parity "$OUT/ipt_seeded.pt" --ckpt "$OUT/ipt_seeded.ckpt" --task all \
     --input "$OUT/astronaut.png" --report "$OUT/parity"
 
 echo "== 5/5 restore the photo (sr_x2) in both frameworks"
-ipt-ms restore --weights "$OUT/ipt_seeded.ckpt" --task sr_x2 "$OUT/astronaut.png" -o "$OUT/mindspore" --save-raw
-ipt-ms restore --weights "$OUT/ipt_seeded.pt" --task sr_x2 "$OUT/astronaut.png" -o "$OUT/torch" --save-raw \
+ipt-ms restore --weights "$OUT/ipt_seeded.ckpt" --task sr_x2 "$OUT/astronaut.png" -o "$OUT/mindspore" --save-raw \
+    --overwrite
+ipt-ms restore --weights "$OUT/ipt_seeded.pt" --task sr_x2 "$OUT/astronaut.png" -o "$OUT/torch" --save-raw --overwrite \
     --framework torch
 python scripts/compare_outputs.py "$OUT/mindspore/astronaut_sr_x2.npy" "$OUT/torch/astronaut_sr_x2.npy"
 
