@@ -48,12 +48,12 @@ def run(args) -> int:
 
     from ipt_ms.convert.weights import load_weights
     from ipt_ms.errors import ToleranceExceededError
-    from ipt_ms.fileio import ensure_writable_dir
+    from ipt_ms.fileio import check_output_dir
     from parity.compare import run_parity
 
     overrides = architecture_overrides(args)
     if args.report:
-        ensure_writable_dir(args.report, "report directory")
+        check_output_dir(args.report, "report directory")  # created when the first report is written
     tasks = [args.task]
     if args.task == "all":
         spec, _ = load_weights(args.weights, **overrides)
