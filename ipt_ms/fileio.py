@@ -40,6 +40,7 @@ __all__ = [
     "check_output_file",
     "disk_full",
     "ensure_writable_dir",
+    "output_dir",
     "remove_stale_partials",
     "save_figure",
     "write_error",
@@ -158,6 +159,29 @@ def ensure_writable_dir(path: str | os.PathLike, what: str = "output directory")
     if not os.access(path, os.W_OK | os.X_OK):
         raise IPTError(f"{what} {_show(path)} is not writable")
     return path
+
+
+@contextlib.contextmanager
+def output_dir(path: str | os.PathLike, what: str = "output directory") -> Iterator[Path]:
+    """`ensure_writable_dir` for a block that fills the folder: if the block fails, the
+    folders it created (and that are still empty) are removed again."""
+    path = Path(path)
+    first_new = None
+    current = path
+    while not os.path.lexists(current) and current.parent != current:
+        first_new, current = current, current.parent
+    ensure_writable_dir(path, what)
+    try:
+        yield path
+    except BaseException:
+        folder = path
+        while first_new is not None and folder != first_new.parent:
+            try:
+                os.rmdir(folder)  # only an empty folder; stops at the first one holding anything
+            except OSError:
+                break
+            folder = folder.parent
+        raise
 
 
 def _reserve(path: Path, keep_suffix: bool) -> tuple[Path, int, str]:

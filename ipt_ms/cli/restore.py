@@ -104,15 +104,14 @@ def plan_outputs(paths: list, out_dir, task: str, save_raw: bool, overwrite: boo
         for target in filter(None, targets):
             other = claimed.setdefault(target.name, path)
             if other != path:
-                raise IPTError(f"inputs {str(other)!r} and {str(path)!r} would both be written to "
-                               f"{str(target)!r}; restore them into separate output folders")
+                raise IPTError(f"inputs {str(other)!r} and {str(path)!r} share the name {path.stem!r} and would both "
+                               f"be written to {str(target)!r}; restore them into separate output folders")
             if target.is_dir():
                 raise IPTError(f"output {str(target)!r} is a folder")
             if not check_existing or not os.path.lexists(target):
                 continue
-            source = inputs.get(identity(target))
-            if source is not None:
-                raise IPTError(f"output {str(target)!r} would replace the input {str(source)!r}; "
+            if identity(target) in inputs:
+                raise IPTError(f"the output for {str(path)!r} would be {str(target)!r}, which is one of the inputs; "
                                "choose another output folder")
             existing.append(target)
         plan.append(targets)
@@ -126,7 +125,7 @@ def run(args) -> int:
     import numpy as np
 
     from ipt_ms.data.imageio import read_image, write_image
-    from ipt_ms.fileio import atomic_outputs, check_output_dir, ensure_writable_dir
+    from ipt_ms.fileio import atomic_outputs, check_output_dir, output_dir
     from ipt_ms.inference import restore_array
     from ipt_ms.predictors import create_predictor
     from ipt_ms.progress import progress_bar
@@ -134,22 +133,23 @@ def run(args) -> int:
     setup_logging(args.quiet)
     paths = collect_inputs(args.images)
     out_dir = check_output_dir(args.output)
-    plan_outputs(paths, out_dir, "task", args.save_raw, args.overwrite, check_existing=False)  # name clashes
+    plan_outputs(paths, out_dir, "<task>", args.save_raw, args.overwrite, check_existing=False)  # name clashes
     images = [read_image(p) for p in paths]  # decode everything first: a bad file stops before any output
     predictor, spec = create_predictor(args.framework, args.weights, args.task, batch_size=args.batch_size,
                                        device=args.device, mode=args.mode, progress=not args.quiet,
                                        **architecture_overrides(args))
     task = spec.task_names[predictor.task_idx]
     plan = plan_outputs(paths, out_dir, task, args.save_raw, args.overwrite)
-    ensure_writable_dir(out_dir)
     show = not args.quiet and len(images) > 1
-    for path, image, (png, npy) in progress_bar(list(zip(paths, images, plan)), desc="images", unit="img",
-                                                enable=show):
-        out = restore_array(predictor, image, scale=predictor.scale, patch=spec.patch_size, protocol=args.protocol)
-        with atomic_outputs([png] + ([npy] if npy else [])) as tmps:
-            write_image(tmps[0], out, atomic=False)
-            if npy:
-                with open(tmps[1], "wb") as fh:
-                    np.save(fh, out.astype(np.float32))
-        print(f"{path} -> {png} ({image.shape[1]}x{image.shape[0]} -> {out.shape[1]}x{out.shape[0]})")
+    with output_dir(out_dir):  # a new folder is removed again if the first write fails
+        for path, image, (png, npy) in progress_bar(list(zip(paths, images, plan)), desc="images", unit="img",
+                                                    enable=show):
+            out = restore_array(predictor, image, scale=predictor.scale, patch=spec.patch_size,
+                                protocol=args.protocol)
+            with atomic_outputs([png] + ([npy] if npy else [])) as tmps:  # both files or neither
+                write_image(tmps[0], out, atomic=False)
+                if npy:
+                    with open(tmps[1], "wb") as fh:
+                        np.save(fh, out.astype(np.float32))
+            print(f"{path} -> {png} ({image.shape[1]}x{image.shape[0]} -> {out.shape[1]}x{out.shape[0]})")
     return 0
