@@ -22,9 +22,9 @@ place:
   or ``IPT_MS_MAX_IMAGE_PIXELS`` from the environment. A small file whose header claims
   a huge image (a decompression bomb) is refused in microseconds instead of taking GBs;
 * the native decoders' own messages (libjpeg's "Corrupt JPEG data", libpng errors,
-  OpenCV warnings) never reach the terminal: they are captured, a JPEG that made libjpeg
-  complain is decoded again by Pillow (which accepts or rejects it), and a PNG error
-  becomes the reason in the one-line error.
+  OpenCV warnings) never reach the terminal: they are captured; JPEG data that ends early
+  (which libjpeg would pad with grey) and PNG errors become the reason in the one-line
+  error; a JPEG that made libjpeg complain otherwise is decoded again by Pillow.
 """
 
 from __future__ import annotations
@@ -350,16 +350,19 @@ def _plain_jpeg(raw: bytes) -> bool:
     return frame is not None and frame[0] == 8 and frame[3] in (1, 3)
 
 
-def _decode_jpeg_cv2(raw: bytes) -> np.ndarray | None:
+def _decode_jpeg_cv2(raw: bytes, path: Path) -> np.ndarray | None:
     """Decode a plain JPEG with OpenCV (libjpeg-turbo; same pixels as Pillow, faster).
 
-    None when OpenCV fails or libjpeg complained (corrupt or padded data): Pillow then
-    decides, and libjpeg's message stays off the terminal.
+    libjpeg's messages stay off the terminal. Data that ends early ("premature end of
+    data segment": libjpeg pads the rest with grey) is an error naming the file; after any
+    other complaint (e.g. extraneous bytes) it returns None and Pillow decides.
     """
     import cv2
 
     with _native_stderr() as printed:
         bgr = cv2.imdecode(np.frombuffer(raw, dtype=np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if "premature end" in printed[0].lower():
+        raise ImageReadError(path, f"truncated JPEG data ({_native_reason(printed[0], 'premature end')})")
     if printed[0] or bgr is None or bgr.ndim != 3 or bgr.shape[2] != 3:
         return None
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)
@@ -387,7 +390,7 @@ def read_image(path: os.PathLike | str, writable: bool = True) -> np.ndarray:
     elif frame is not None:
         _check_pixels(path, frame[1], frame[2])
     if frame is not None and _plain_jpeg(raw):
-        arr = _decode_jpeg_cv2(raw)
+        arr = _decode_jpeg_cv2(raw, path)
         if arr is not None:
             return arr
     try:
