@@ -7,7 +7,10 @@ the watched folders, and inputs byte-identical afterwards (`Snapshot`).
 Beyond that API (`run_cli`, `Snapshot`, `assert_one_line_error`, the `snapshot` fixture):
 
 * `run_cli(..., user="nobody")` runs the command as an unprivileged user (root ignores
-  permission bits, so read-only folders are only read-only to someone else), and
+  permission bits, so read-only folders are only read-only to someone else): as
+  `nobody` where that user can run this checkout's Python, else as root without the
+  capabilities that override permission bits (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH,
+  CAP_FOWNER: the kernel then applies the bits to root too), and
   `run_cli(..., umask=0o002)` under another umask; every result carries the child's
   peak resident memory as `peak_rss_mb` (from `wait4`), for decompression-bomb checks;
 * `Snapshot.take(..., dirs=True)` also records folders, so a folder created and left
@@ -35,20 +38,40 @@ ROOT = Path(__file__).resolve().parents[2]
 UNPRIVILEGED = "nobody"
 
 
-def _drop_privileges(user: str | None, umask: int | None):
+_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH, _CAP_FOWNER = 1, 2, 3
+_PR_CAPBSET_DROP = 24
+
+
+def _drop_dac_capabilities() -> None:
+    """Remove the capabilities that let root ignore permission bits from the bounding set,
+    so the program exec'd next runs as root that obeys them."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH, _CAP_FOWNER):
+        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
+
+
+def _drop_privileges(user: str | None, umask: int | None, how: str | None = None):
     if user is None and umask is None:
         return None
+    how = how or (_unprivileged_mode() if user is not None else None)
 
     def preexec() -> None:  # runs in the child between fork and exec
         if umask is not None:
             os.umask(umask)
-        if user is not None and os.geteuid() == 0:
-            import pwd
+        if user is None or os.geteuid() != 0:
+            return
+        if how == "capabilities":
+            _drop_dac_capabilities()
+            return
+        import pwd
 
-            entry = pwd.getpwnam(user)
-            os.setgroups([])
-            os.setgid(entry.pw_gid)
-            os.setuid(entry.pw_uid)
+        entry = pwd.getpwnam(user)
+        os.setgroups([])
+        os.setgid(entry.pw_gid)
+        os.setuid(entry.pw_uid)
 
     return preexec
 
@@ -204,6 +227,44 @@ def tmpfs():
         shutil.rmtree(where, ignore_errors=True)
 
 
+def _probe(how: str) -> str | None:
+    """None if `ipt_ms` imports and a 0555 folder is unwritable in a child run `how`, else why not."""
+    folder = Path(tempfile.mkdtemp(prefix="ipt-probe-"))
+    try:
+        folder.chmod(0o555)
+        code = f"import ipt_ms, os, sys; sys.exit(1 if os.access({str(folder)!r}, os.W_OK) else 0)"
+        done = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True, text=True,
+                              preexec_fn=_drop_privileges(UNPRIVILEGED, None, how))
+    except OSError as err:
+        return f"{how}: {err}"
+    finally:
+        folder.chmod(0o755)
+        folder.rmdir()
+    if done.returncode != 0:
+        return f"{how}: exit {done.returncode} {done.stderr.strip()[-200:]}"
+    return None
+
+
+_MODE: list = []
+
+
+def _unprivileged_mode() -> str | None:
+    """How `user=UNPRIVILEGED` runs a command as root: "user" (setuid to nobody), else
+    "capabilities" (stay uid 0 but without CAP_DAC_OVERRIDE/READ_SEARCH/FOWNER, e.g. when
+    nobody cannot reach this Python), else None with the reasons in _MODE[1]."""
+    if not _MODE:
+        reasons = []
+        for how in ("user", "capabilities"):
+            reason = _probe(how)
+            if reason is None:
+                _MODE[:] = [how, ""]
+                break
+            reasons.append(reason)
+        else:
+            _MODE[:] = [None, "; ".join(reasons)]
+    return _MODE[0]
+
+
 def _unprivileged_reason() -> str | None:
     if os.geteuid() != 0:
         return None  # already unprivileged: permission bits apply to us
@@ -213,14 +274,7 @@ def _unprivileged_reason() -> str | None:
         pwd.getpwnam(UNPRIVILEGED)
     except (ImportError, KeyError):
         return f"no {UNPRIVILEGED!r} user to drop privileges to"
-    probe = subprocess.run([sys.executable, "-c", "import ipt_ms"], cwd="/", capture_output=True, text=True,
-                           preexec_fn=_drop_privileges(UNPRIVILEGED, None))
-    if probe.returncode != 0:
-        return f"user {UNPRIVILEGED!r} cannot run this checkout's Python: {probe.stderr.strip()[-200:]}"
-    return None
-
-
-_UNPRIVILEGED_REASON: list = []
+    return None if _unprivileged_mode() else _MODE[1]
 
 
 @pytest.fixture
@@ -228,10 +282,9 @@ def shared_tmp():
     """A fresh folder an unprivileged user can enter (pytest's tmp_path is private to root),
     with HOME/MPLCONFIGDIR/MS_OM_PATH env for it: yields (folder, env). Skips with the
     reason where commands cannot run unprivileged."""
-    if not _UNPRIVILEGED_REASON:
-        _UNPRIVILEGED_REASON.append(_unprivileged_reason())
-    if _UNPRIVILEGED_REASON[0] is not None:
-        pytest.skip(f"read-only folders cannot be tested: {_UNPRIVILEGED_REASON[0]}")
+    reason = _unprivileged_reason()
+    if reason is not None:
+        pytest.skip(f"read-only folders cannot be tested: {reason}")
     folder = Path(tempfile.mkdtemp(prefix="ipt-hostile-"))
     folder.chmod(0o755)
     home = folder / ".home"
