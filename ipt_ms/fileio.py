@@ -115,22 +115,22 @@ def _nearest_existing(path: Path) -> Path:
     return current
 
 
-def _check_creatable_dir(folder: Path, what: str) -> None:
-    """`folder` is a writable directory, or can be created under a writable one."""
+def _unusable_folder(folder: Path) -> str | None:
+    """Why no file can be created in `folder` (existing or to be created), or None."""
     existing = _nearest_existing(folder)
     if not existing.is_dir():
-        if existing == folder:
-            raise IPTError(f"{what} {_show(folder)} exists and is not a folder")
-        raise IPTError(f"{what} {_show(folder)} cannot be created: {_show(existing)} is not a folder")
+        return f"{_show(existing)} is {'a file, ' if existing.exists() else ''}not a folder"
     if not os.access(existing, os.W_OK | os.X_OK):
-        where = "" if existing == folder else f" ({_show(existing)} is not writable)"
-        raise IPTError(f"{what} {_show(folder)} is not writable{where}")
+        return f"folder {_show(existing)} is not writable"
+    return None
 
 
 def check_output_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
     """Check, without creating anything, that `path` is or can become a writable folder."""
     path = Path(path)
-    _check_creatable_dir(path, what)
+    reason = _unusable_folder(path)
+    if reason is not None:
+        raise IPTError(f"{what} {_show(path)} cannot be used: {reason}")
     return path
 
 
@@ -145,7 +145,9 @@ def check_output_file(path: str | os.PathLike, what: str = "output") -> Path:
         raise IPTError(f"{what} {_show(path)} is a folder; give a file name")
     if os.path.lexists(path) and not path.is_file():
         raise IPTError(f"{what} {_show(path)} exists and is not a regular file")
-    _check_creatable_dir(path.parent if str(path.parent) else Path("."), f"folder of {what}")
+    reason = _unusable_folder(path.parent if str(path.parent) else Path("."))
+    if reason is not None:
+        raise IPTError(f"{what} {_show(path)} cannot be written: {reason}")
     return path
 
 

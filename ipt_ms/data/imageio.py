@@ -485,6 +485,8 @@ def list_images(
     """
     folder = Path(folder)
     if not folder.is_dir():
+        if folder.exists():
+            raise IPTError(f"{what} {folder} is a file, not a folder")
         raise IPTError(f"{what} not found: expected a folder at {folder}")
     exts = {e.lower() for e in extensions}
     candidates: dict[tuple[int, int] | Path, tuple[bool, str, Path]] = {}

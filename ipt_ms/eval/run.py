@@ -60,6 +60,8 @@ class EvalRequest:
         if not Path(self.weights).is_file():
             raise IPTError(f"weights file not found: {self.weights}")
         if not Path(self.data).is_dir():
+            if Path(self.data).exists():
+                raise IPTError(f"data folder {self.data} is a file, not a folder")
             raise IPTError(f"data folder not found: {self.data}")
         if self.out is not None:
             check_output_dir(self.out)  # before any model loads; created when the first result is logged

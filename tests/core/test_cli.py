@@ -147,7 +147,7 @@ def test_output_not_writable(tmp_path, capsys, tiny_ckpt, photo_png):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     code, _, err = run_cli(capsys, "restore", "--weights", tiny_ckpt, photo_png, "-o", blocker / "sub")
-    assert_clean_error(code, err, "cannot be created")
+    assert_clean_error(code, err, "is a file, not a folder")
 
 
 def test_empty_input_list(tmp_path, capsys, tiny_ckpt):
