@@ -163,7 +163,7 @@ def image_header(path: os.PathLike | str) -> ImageHeader:
     _check_regular_file(path)
     try:
         with open(path, "rb") as fh:
-            head = fh.read(1 << 20)
+            head = fh.read(1 << 16)  # IHDR, or a JPEG frame header after the usual APP segments
         png = _png_ihdr(head[:26])
         if png is not None:
             height, width, depth, colour = png
