@@ -47,7 +47,8 @@ __all__ = [
 ]
 
 PARTIAL_MARKER = ".partial-"
-_PARTIAL_NAME = re.compile(r"^\..+\.partial-(\d+)-[0-9a-f]+")
+# `.NAME.partial-PID-HEX8...`; also the names of earlier versions (mkstemp: 8 characters, no PID)
+_PARTIAL_NAME = re.compile(r"^\..+\.partial-(?:(\d+)-[0-9a-f]{8}|[a-z0-9_]{8}(?:\.|$))")
 _DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _DISK_FULL_TEXT = ("no space left on device", "os error 28", "disk quota exceeded", "file too large")
 
@@ -289,7 +290,8 @@ def remove_stale_partials(directory: str | os.PathLike) -> list[Path]:
     """Delete temporary files left in `directory` by writers that were killed.
 
     Only names `atomic_output` makes (``.<name>.partial-<pid>-...``, and what a writer
-    added beside them) whose process no longer runs on this machine are removed.
+    added beside them) whose process no longer runs on this machine are removed, and
+    those of earlier ipt-ms versions (``.<name>.partial-XXXXXXXX...``, no process id).
     """
     directory = Path(directory)
     removed: list[Path] = []
@@ -297,7 +299,9 @@ def remove_stale_partials(directory: str | os.PathLike) -> list[Path]:
         return removed
     for entry in os.scandir(directory):
         match = _PARTIAL_NAME.match(entry.name)
-        if not match or entry.is_dir(follow_symlinks=False) or _process_alive(int(match.group(1))):
+        if not match or entry.is_dir(follow_symlinks=False):
+            continue
+        if match.group(1) is not None and _process_alive(int(match.group(1))):
             continue
         with contextlib.suppress(OSError):
             os.unlink(entry.path)

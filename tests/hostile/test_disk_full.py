@@ -94,6 +94,7 @@ def test_stale_temporary_files_of_killed_writers_are_removed(tmp_path):
         f".step_000000010.ckpt.partial-{dead.pid}-0a1b2c3d.ckpt": True,
         f".step_000000010.ckpt.partial-{dead.pid}-0a1b2c3d.tmp": True,  # MindSpore's own writer
         f".step_000000020.ckpt.partial-{alive}-deadbeef.ckpt": False,  # being written right now
+        ".step_000000030.ckpt.partial-k2_x9q0a.tmp": True,  # an earlier version's name (no process id)
         "step_000000005.ckpt": False,
         "notes.partial-1-x.txt": False,  # not a name atomic_output makes
     }
