@@ -23,6 +23,11 @@ Why the pieces look the way they do:
   exporter (`torch.onnx.export(dynamo=True)`, needs onnxscript) with a symbolic batch.
 * MindIR is exported with an input of shape (None, C, P, P), which MindSpore compiles as
   a dynamic-batch graph (MindSpore Lite / serving / `nn.GraphCell(ms.load(...))`).
+* MindSpore's exporters refuse file names outside ``[0-9a-zA-Z@_-.:/\\]`` (a space, an
+  accent), so they write into a scratch folder with such a name (next to the output when
+  its path qualifies, else the system temporary folder) and the result is moved to the
+  output path, which may then be any name. Every file reaches its final name through
+  `ipt_ms.fileio.atomic_output`: complete or absent, and a full disk is one line.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ import contextlib
 import json
 import logging
 import os
+import re
+import shutil
 import tempfile
 import time
 import warnings
@@ -40,7 +47,8 @@ from pathlib import Path
 import numpy as np
 
 from ipt_ms.errors import IPTError
-from ipt_ms.fileio import atomic_output
+from ipt_ms.fileio import atomic_output, check_output_file, disk_full
+from ipt_ms.runtime import mindspore_log_silenced
 from ipt_ms.spec import IPTSpec
 
 FORMATS = ("onnx", "mindir")
@@ -195,6 +203,43 @@ def _writable_parent(path: Path) -> Path:
     return ensure_writable_dir(path.parent if str(path.parent) else Path("."))
 
 
+_MINDSPORE_FILE_NAME = re.compile(r"^[0-9a-zA-Z@_\-.:/\\]+$")  # mindspore._checkparam's rule for export names
+
+
+@contextlib.contextmanager
+def _mindspore_scratch(path: Path):
+    """A temporary folder whose absolute name MindSpore's exporters accept; removed afterwards.
+
+    Next to `path` when that folder's name qualifies (the result is then renamed, not
+    copied), else in the system temporary folder. A full disk there is one line.
+    """
+    folder = _writable_parent(path).resolve()
+    candidates = [folder, Path(tempfile.gettempdir()).resolve()]
+    base = next((c for c in candidates if _MINDSPORE_FILE_NAME.match(str(c))), None)
+    if base is None:
+        raise IPTError(f"MindSpore cannot write under {str(folder)!r} (its exporters accept only ASCII letters, "
+                       f"digits and @_-.:/ in file names) and neither under {str(candidates[1])!r}; set TMPDIR "
+                       "to such a folder")
+    with tempfile.TemporaryDirectory(prefix=".ipt-export-", dir=base) as scratch:
+        try:
+            yield Path(scratch)
+        except IPTError:
+            raise
+        except Exception as err:
+            if disk_full(err, scratch):
+                where = "" if base == folder else f" (MindSpore's scratch file in {str(base)!r})"
+                raise IPTError(f"cannot write {str(path)!r}: no space left on device{where}") from None
+            raise
+
+
+def _move_into(source: Path, tmp: Path) -> None:
+    """Move a finished scratch file onto an `atomic_output` temporary name (rename, or copy across file systems)."""
+    try:
+        os.replace(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+
+
 # ------------------------------------------------------------------------------ MindSpore side
 def _mindspore_task_cell(net, task_idx: int, with_stages: bool):
     """A Cell computing `net(x, task_idx)` for one fixed task: what the exporters trace."""
@@ -311,10 +356,13 @@ def export_onnx_mindspore(net, spec: IPTSpec, task_idx: int, path: str | os.Path
     stages = spec.stage_names(task_idx)[:-1] if with_stages else []
     names = [OUTPUT_NAME] + [STAGE_PREFIX + s for s in stages]
     cell = _mindspore_task_cell(net, task_idx, with_stages)
-    with tempfile.TemporaryDirectory(prefix=".ipt-export-", dir=_writable_parent(path)) as tmp:
-        raw = Path(tmp) / "raw.onnx"
-        ms.onnx.export(cell, ms.Tensor(_example_input(spec)), file_name=str(raw), input_names=[INPUT_NAME],
-                       dynamic_axes={INPUT_NAME: {0: BATCH_AXIS}})
+    with _mindspore_scratch(path) as scratch:
+        raw = scratch / "raw.onnx"
+        with mindspore_log_silenced() as logged:  # a failed write is logged, not raised: checked below
+            ms.onnx.export(cell, ms.Tensor(_example_input(spec)), file_name=str(raw), input_names=[INPUT_NAME],
+                           dynamic_axes={INPUT_NAME: {0: BATCH_AXIS}})
+        if not raw.is_file():
+            raise RuntimeError(f"mindspore.onnx.export wrote no file ({logged[-1] if logged else 'no message'})")
         model = _name_outputs(onnx.load_model(str(raw)), names)
     if opset is not None:
         model = _convert_opset(model, opset, str(path))
@@ -402,10 +450,10 @@ def export_mindir(net, spec: IPTSpec, task_idx: int, path: str | os.PathLike, *,
         proto.doc_string = f"IPT task {spec.task_names[task_idx]} exported by ipt-ms"
 
     dynamic = ms.Tensor(shape=[None, spec.n_colors, spec.patch_size, spec.patch_size], dtype=ms.float32)
-    with tempfile.TemporaryDirectory(prefix=".ipt-export-", dir=_writable_parent(path)) as folder, \
-            atomic_output(path) as tmp:
-        ms.export(cell, dynamic, file_name=str(Path(folder) / "model"), file_format="MINDIR", custom_func=annotate)
-        os.replace(Path(folder) / "model.mindir", tmp)
+    with _mindspore_scratch(path) as scratch, mindspore_log_silenced():
+        ms.export(cell, dynamic, file_name=str(scratch / "model"), file_format="MINDIR", custom_func=annotate)
+        with atomic_output(path) as tmp:
+            _move_into(scratch / "model.mindir", tmp)
     return ExportResult(path, "mindir", "mindspore", spec.task_names[task_idx], task_idx, None, [],
                         time.perf_counter() - start)
 
@@ -441,6 +489,8 @@ def export_weights(weights: str | os.PathLike, output: str | os.PathLike, *, fmt
         indices = list(range(spec.num_tasks)) if str(task) == "all" else [spec.task_index(task)]
         steps.set_total(2 + len(indices))
         paths = output_paths(output, fmt, [spec.task_names[i] for i in indices], Path(weights).stem)
+        for target in paths.values():
+            check_output_file(target)  # a folder, a device or an unwritable place: refused before tracing
         steps.start(f"building the {'PyTorch twin' if source == 'torch' else 'MindSpore network'}")
         if source == "torch":
             from parity.torch_runner import build_torch_model

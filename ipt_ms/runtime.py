@@ -6,6 +6,10 @@ are set by `import ipt_ms`; this module is for the choices made at run time.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
+
 from ipt_ms.errors import IPTError
 
 DEVICES = ("auto", "CPU", "GPU", "Ascend")
@@ -55,3 +59,33 @@ def configure(device: str = "auto", mode: str = "graph") -> str:
         ms.set_device(target)
     ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
     return target
+
+
+@contextlib.contextmanager
+def mindspore_log_silenced() -> Iterator[list[str]]:
+    """Keep MindSpore's Python log ('ME.*' loggers) off stderr during a call whose failure
+    ipt-ms reports itself; yields the list its messages are collected in.
+
+    MindSpore logs a failed checkpoint save (CRITICAL) or ONNX write (ERROR, and then
+    returns without a file) on stderr; the caller turns the failure into one line and can
+    quote the collected message (e.g. "[Errno 28] No space left on device").
+    """
+    from mindspore import log as ms_log
+
+    ms_log.get_level()  # creates MindSpore's logger ('ME.mindspore.log.<pid>') if it does not exist yet
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    collect = Collect()
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict) if name.startswith("ME.")]
+    saved = [list(lg.handlers) for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.handlers = [collect]
+        yield messages
+    finally:
+        for lg, handlers in zip(loggers, saved):
+            lg.handlers = handlers

@@ -27,8 +27,9 @@ ipt-ms parity "$OUT/ipt_seeded.pt" --ckpt "$OUT/ipt_seeded.ckpt" --task all \
     --input "$OUT/astronaut.png" --report "$OUT/parity"
 
 echo "== 5/5 restore the photo (sr_x2) in both frameworks"
-ipt-ms restore --weights "$OUT/ipt_seeded.ckpt" --task sr_x2 "$OUT/astronaut.png" -o "$OUT/mindspore" --save-raw
-ipt-ms restore --weights "$OUT/ipt_seeded.pt" --task sr_x2 "$OUT/astronaut.png" -o "$OUT/torch" --save-raw \
+ipt-ms restore --weights "$OUT/ipt_seeded.ckpt" --task sr_x2 "$OUT/astronaut.png" -o "$OUT/mindspore" --save-raw \
+    --overwrite
+ipt-ms restore --weights "$OUT/ipt_seeded.pt" --task sr_x2 "$OUT/astronaut.png" -o "$OUT/torch" --save-raw --overwrite \
     --framework torch
 ipt-ms compare "$OUT/mindspore" "$OUT/torch"   # the PNGs and the float32 .npy outputs, pair by pair
 

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from ipt_ms.cli._common import OneLineParser
 from ipt_ms.errors import IPTError
 
 # Sub-command modules, in the order `ipt-ms --help` lists them.
@@ -33,7 +34,7 @@ COMMAND_MODULES = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="ipt-ms",
         description="Image Processing Transformer (IPT) in MindSpore, with PyTorch parity tools.",
     )

@@ -4,9 +4,58 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from pathlib import Path
 
 from ipt_ms.errors import IPTError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line and exit code 2, like every other input error.
+
+    (argparse's default prints the whole usage block first; `--help` still shows it.)
+    """
+
+    def error(self, message: str):
+        text = " ".join(str(message).split())
+        self.exit(2, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
+
+
+def _number(text: str, kind, what: str, ok) -> int | float:
+    try:
+        value = kind(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if (kind is float and not math.isfinite(value)) or not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _number(text, int, "an integer >= 1", lambda v: v >= 1)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _number(text, int, "an integer >= 0", lambda v: v >= 0)
+
+
+def seed_int(text: str) -> int:
+    """argparse type: a seed, 0 .. 2**32 - 1 (`ipt_ms.data.seeding.SEED_MAX`)."""
+    from ipt_ms.data.seeding import SEED_MAX
+
+    return _number(text, int, f"an integer from 0 to {SEED_MAX}", lambda v: 0 <= v <= SEED_MAX)
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (NaN and inf refused)."""
+    return _number(text, float, "a finite number > 0", lambda v: v > 0)
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0 (NaN and inf refused)."""
+    return _number(text, float, "a finite number >= 0", lambda v: v >= 0)
 
 
 def add_runtime_args(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +66,7 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
 
 def add_architecture_overrides(parser: argparse.ArgumentParser) -> None:
     """Options for what weights cannot record (used when no architecture is embedded)."""
-    parser.add_argument("--num-heads", type=int, default=None,
+    parser.add_argument("--num-heads", type=positive_int, default=None,
                         help="attention heads (not inferable from weights; default 12)")
     parser.add_argument("--tasks", default=None,
                         help="comma-separated task names, one per head, e.g. sr_x2,denoise_30")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ipt_ms.cli._common import add_quiet_arg, setup_logging
+from ipt_ms.cli._common import add_quiet_arg, positive_int, setup_logging
 
 
 def add_training_args(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +19,7 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="training data folder (overrides data.root)")
     parser.add_argument("--device", default=None, help="CPU, GPU, Ascend or auto (overrides train.device)")
     parser.add_argument("--mode", default=None, choices=("graph", "pynative"), help="overrides train.mode")
-    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in total")
+    parser.add_argument("--max-steps", type=positive_int, default=None, help="stop after this many steps in total")
     add_quiet_arg(parser)
 
 

@@ -9,6 +9,9 @@ from ipt_ms.cli._common import (
     add_quiet_arg,
     add_runtime_args,
     architecture_overrides,
+    non_negative_int,
+    positive_int,
+    seed_int,
     setup_logging,
 )
 from ipt_ms.tiling import PROTOCOLS
@@ -26,13 +29,13 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--protocol", default="official", choices=tuple(PROTOCOLS),
                    help="tiling: official (PyTorch forward_chop, default), zoo (MindSpore chop_new), paper")
     p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/transposes (forward_x8)")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N images of each set")
-    p.add_argument("--batch-size", type=int, default=64, help="tiles per forward pass (default 64)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed (per seed and image name; default 0)")
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="only the first N images of each set")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="tiles per forward pass (default 64)")
+    p.add_argument("--seed", type=seed_int, default=0, help="noise seed (per seed and image name; default 0)")
     p.add_argument("--no-clip", action="store_true", help="do not clip noisy inputs to [0, 255] (IPT clips)")
     p.add_argument("--lr", default="files", choices=("files", "generate", "auto"),
                    help="SR inputs: official LR_bicubic files (default), MATLAB-exact bicubic from HR, or auto")
-    p.add_argument("--shave", type=int, default=None,
+    p.add_argument("--shave", type=non_negative_int, default=None,
                    help="border ignored by the metrics (default: the scale for SR, 0 for scale 1, as official)")
     p.add_argument("--no-ssim", action="store_true", help="skip SSIM (faster on large sets)")
     p.add_argument("--allow-mixed-modes", action="store_true",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ipt_ms.cli._common import add_architecture_overrides, add_quiet_arg, architecture_overrides
+from ipt_ms.cli._common import add_architecture_overrides, add_quiet_arg, architecture_overrides, positive_int
 
 
 def register(subparsers) -> None:
@@ -22,7 +22,7 @@ def register(subparsers) -> None:
                         "or a folder (<weights stem>_<task>.<format> inside)")
     p.add_argument("--source", default="mindspore", choices=("mindspore", "torch"),
                    help="network to export from (default mindspore; torch = the PyTorch twin, ONNX only)")
-    p.add_argument("--opset", type=int, default=None,
+    p.add_argument("--opset", type=positive_int, default=None,
                    help="ONNX opset (default: 11 from MindSpore, converted with onnx.version_converter when "
                         "another is asked; 18 from PyTorch, the minimum there)")
     p.add_argument("--with-stages", action="store_true",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ipt_ms.cli._common import positive_int, seed_int
+
 PRESETS = ("pretrain", "sr_x2", "sr_x3", "sr_x4", "denoise_30", "denoise_50", "derain", "tiny")
 
 #: the `model:` section of configs/tiny.yaml (a test keeps the two equal), so weights made
@@ -32,21 +34,24 @@ def register(subparsers) -> None:
                     "patches).")
     p.add_argument("-o", "--output", required=True, help=".pt/.pth/.safetensors/.ckpt file to write")
     p.add_argument("--preset", default="sr_x2", choices=PRESETS)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0, help="seed, 0 to 2**32 - 1 (default 0)")
     p.add_argument("--tasks", default=None, help="comma-separated task names (overrides the preset's)")
-    p.add_argument("--n-feats", type=int, default=None)
-    p.add_argument("--num-layers", type=int, default=None)
-    p.add_argument("--num-heads", type=int, default=None)
-    p.add_argument("--patch-size", type=int, default=None)
+    p.add_argument("--n-feats", type=positive_int, default=None)
+    p.add_argument("--num-layers", type=positive_int, default=None)
+    p.add_argument("--num-heads", type=positive_int, default=None)
+    p.add_argument("--patch-size", type=positive_int, default=None)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ipt_ms.convert.weights import describe, save_weights
+    from ipt_ms.convert.weights import describe, save_weights, weights_format
+    from ipt_ms.fileio import check_output_file
     from ipt_ms.tasks import parse_task
     from parity.seeded import seeded_state
 
+    weights_format(args.output)  # extension and path checked before the (slow) initialisation
+    check_output_file(args.output)
     overrides = {k: v for k, v in (("n_feats", args.n_feats), ("num_layers", args.num_layers),
                                    ("num_heads", args.num_heads), ("patch_size", args.patch_size)) if v is not None}
     if args.tasks:

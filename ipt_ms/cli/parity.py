@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from ipt_ms.cli._common import add_architecture_overrides, add_quiet_arg, add_runtime_args, architecture_overrides
+from ipt_ms.cli._common import (
+    add_architecture_overrides,
+    add_quiet_arg,
+    add_runtime_args,
+    architecture_overrides,
+    non_negative_float,
+    seed_int,
+)
 
 
 def register(subparsers) -> None:
@@ -14,11 +21,12 @@ def register(subparsers) -> None:
     p.add_argument("--ckpt", default=None, help="separate MindSpore checkpoint (default: convert WEIGHTS in memory)")
     p.add_argument("--task", default="0", help="task name or index, or 'all' (default: 0)")
     p.add_argument("--input", default=None, help="image whose centre patch is used (default: seeded noise)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the noise input")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the noise input")
     p.add_argument("--report", default=None, help="directory for report.json, report.md, error_vs_depth.png")
-    p.add_argument("--stage-tol", type=float, default=1e-5, help="max rel err per stage (default 1e-5)")
-    p.add_argument("--output-tol", type=float, default=1e-4, help="max rel err on the output (default 1e-4)")
-    p.add_argument("--floor-factor", type=float, default=4.0,
+    p.add_argument("--stage-tol", type=non_negative_float, default=1e-5, help="max rel err per stage (default 1e-5)")
+    p.add_argument("--output-tol", type=non_negative_float, default=1e-4,
+                   help="max rel err on the output (default 1e-4)")
+    p.add_argument("--floor-factor", type=non_negative_float, default=4.0,
                    help="a stage above the fixed tolerance still passes if MindSpore is within this factor of "
                         "PyTorch float32's own error against PyTorch float64 (default 4)")
     p.add_argument("--no-fp64", action="store_true",
@@ -42,12 +50,12 @@ def run(args) -> int:
 
     from ipt_ms.convert.weights import load_weights
     from ipt_ms.errors import ToleranceExceededError
-    from ipt_ms.fileio import ensure_writable_dir
+    from ipt_ms.fileio import check_output_dir
     from parity.compare import run_parity
 
     overrides = architecture_overrides(args)
     if args.report:
-        ensure_writable_dir(args.report, "report directory")
+        check_output_dir(args.report, "report directory")  # created when the first report is written
     tasks = [args.task]
     if args.task == "all":
         spec, _ = load_weights(args.weights, **overrides)

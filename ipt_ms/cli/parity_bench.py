@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ipt_ms.cli._common import setup_logging
+from ipt_ms.cli._common import non_negative_float, setup_logging
 from ipt_ms.cli.eval import add_eval_args, request_from_args
 
 
@@ -19,7 +19,7 @@ def register(subparsers) -> None:
     p.add_argument("--ckpt", default=None, help="separate weights for the first framework (e.g. a converted .ckpt)")
     p.add_argument("--frameworks", default="mindspore,torch",
                    help="the two frameworks, compared first minus second (default mindspore,torch)")
-    p.add_argument("--tol", type=float, default=0.01, help="max |dPSNR| in dB per image (default 0.01)")
+    p.add_argument("--tol", type=non_negative_float, default=0.01, help="max |dPSNR| in dB per image (default 0.01)")
     add_eval_args(p)
     p.set_defaults(func=run)
 

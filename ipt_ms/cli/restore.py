@@ -7,6 +7,7 @@ from ipt_ms.cli._common import (
     add_quiet_arg,
     add_runtime_args,
     architecture_overrides,
+    positive_int,
     setup_logging,
 )
 from ipt_ms.tiling import PROTOCOLS
@@ -16,17 +17,24 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "restore", help="restore images (super-resolve, denoise, derain, ...)",
         description="Run IPT over whole images: tiled with the official test-time protocol (48-px "
-                    "tiles, stride 12, overlaps averaged), any size. PNG/JPEG/BMP/TIFF/WebP/PPM in, PNG out.")
+                    "tiles, stride 12, overlaps averaged), any size. PNG/JPEG/BMP/TIFF/WebP/PPM in, PNG out: "
+                    "IMAGE.ext becomes OUTPUT/IMAGE_<task>.png (and .npy with --save-raw). Checked before "
+                    "anything runs: two different inputs with the same name stem, or an output that would "
+                    "replace one of the inputs, are refused; existing outputs are replaced only with "
+                    "--overwrite. Every input is decoded before the model loads.")
     p.add_argument("images", nargs="*", help="image files or folders of images")
     p.add_argument("--weights", required=True, help=".ckpt, .pt/.pth, .safetensors, or .onnx with --framework onnx")
     p.add_argument("--task", default="0", help="task name or index (default 0)")
-    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument("-o", "--output", required=True, help="output folder (created if needed)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace outputs that already exist (an input is never replaced)")
     p.add_argument("--framework", default="mindspore",
                    help="mindspore (default), torch (the PyTorch twin) or onnx (ONNX Runtime on an exported file)")
-    p.add_argument("--batch-size", type=int, default=64, help="tiles per forward pass (default 64)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="tiles per forward pass (default 64)")
     p.add_argument("--protocol", default="official", choices=tuple(PROTOCOLS),
                    help="tiling protocol (default: official)")
-    p.add_argument("--save-raw", action="store_true", help="also write the float32 output as .npy")
+    p.add_argument("--save-raw", action="store_true",
+                   help="also write the float32 output as .npy (the PNG and the .npy are written together)")
     add_runtime_args(p)
     add_architecture_overrides(p)
     add_quiet_arg(p)
@@ -34,7 +42,11 @@ def register(subparsers) -> None:
 
 
 def collect_inputs(items: list[str]) -> list:
-    """Files as given, folders expanded to their images; errors name the missing path."""
+    """Files as given, folders expanded to their images; errors name the missing path.
+
+    A file named twice (directly, or also through its folder) is restored once.
+    """
+    import os
     from pathlib import Path
 
     from ipt_ms.data.imageio import list_images
@@ -42,45 +54,102 @@ def collect_inputs(items: list[str]) -> list:
 
     if not items:
         raise IPTError("no input images given")
-    paths = []
+    paths, seen = [], set()
     for item in items:
         path = Path(item)
         if path.is_dir():
-            paths += list_images(path, recursive=False, what="input folder")
+            found = list_images(path, recursive=False, what="input folder")
         elif path.exists():
-            paths.append(path)
+            found = [path]
         else:
             raise IPTError(f"input not found: {item!r}")
+        for file in found:
+            try:
+                info = os.stat(file)
+                identity = (info.st_dev, info.st_ino)
+            except OSError:
+                identity = file
+            if identity not in seen:
+                seen.add(identity)
+                paths.append(file)
     return paths
 
 
-def run(args) -> int:
+def plan_outputs(paths: list, out_dir, task: str, save_raw: bool, overwrite: bool,
+                 check_existing: bool = True) -> list[tuple]:
+    """Output files per input, `[(png, npy or None), ...]`, checked before anything runs.
+
+    Refused with one line naming the files: two inputs mapping to one output (same name
+    stem), an output that is one of the inputs, and (unless `overwrite`) an output that
+    already exists.
+    """
+    import os
     from pathlib import Path
 
+    from ipt_ms.errors import IPTError
+
+    def identity(path: Path):
+        try:
+            info = os.stat(path)
+            return info.st_dev, info.st_ino
+        except OSError:
+            return None
+
+    inputs = {identity(Path(p)): Path(p) for p in paths}
+    claimed: dict[str, Path] = {}
+    plan, existing = [], []
+    for path in map(Path, paths):
+        png = Path(out_dir) / f"{path.stem}_{task}.png"
+        targets = (png, png.with_suffix(".npy") if save_raw else None)
+        for target in filter(None, targets):
+            other = claimed.setdefault(target.name, path)
+            if other != path:
+                raise IPTError(f"inputs {str(other)!r} and {str(path)!r} share the name {path.stem!r} and would both "
+                               f"be written to {str(target)!r}; restore them into separate output folders")
+            if target.is_dir():
+                raise IPTError(f"output {str(target)!r} is a folder")
+            if not check_existing or not os.path.lexists(target):
+                continue
+            if identity(target) in inputs:
+                raise IPTError(f"the output for {str(path)!r} would be {str(target)!r}, which is one of the inputs; "
+                               "choose another output folder")
+            existing.append(target)
+        plan.append(targets)
+    if existing and not overwrite:
+        more = f" and {len(existing) - 1} more output(s)" if len(existing) > 1 else ""
+        raise IPTError(f"{str(existing[0])!r}{more} already exist; pass --overwrite to replace them")
+    return plan
+
+
+def run(args) -> int:
     import numpy as np
 
     from ipt_ms.data.imageio import read_image, write_image
-    from ipt_ms.fileio import atomic_output, ensure_writable_dir
+    from ipt_ms.fileio import atomic_outputs, check_output_dir, output_dir
     from ipt_ms.inference import restore_array
     from ipt_ms.predictors import create_predictor
     from ipt_ms.progress import progress_bar
 
     setup_logging(args.quiet)
     paths = collect_inputs(args.images)
-    out_dir = ensure_writable_dir(args.output)
+    out_dir = check_output_dir(args.output)
+    plan_outputs(paths, out_dir, "<task>", args.save_raw, args.overwrite, check_existing=False)  # name clashes
     images = [read_image(p) for p in paths]  # decode everything first: a bad file stops before any output
     predictor, spec = create_predictor(args.framework, args.weights, args.task, batch_size=args.batch_size,
                                        device=args.device, mode=args.mode, progress=not args.quiet,
                                        **architecture_overrides(args))
     task = spec.task_names[predictor.task_idx]
+    plan = plan_outputs(paths, out_dir, task, args.save_raw, args.overwrite)
     show = not args.quiet and len(images) > 1
-    for path, image in progress_bar(list(zip(paths, images)), desc="images", unit="img", enable=show):
-        out = restore_array(predictor, image, scale=predictor.scale, patch=spec.patch_size, protocol=args.protocol)
-        target = out_dir / f"{Path(path).stem}_{task}.png"
-        with atomic_output(target) as tmp:
-            write_image(tmp, out)
-        if args.save_raw:
-            with atomic_output(target.with_suffix(".npy")) as tmp, open(tmp, "wb") as fh:
-                np.save(fh, out.astype(np.float32))
-        print(f"{path} -> {target} ({image.shape[1]}x{image.shape[0]} -> {out.shape[1]}x{out.shape[0]})")
+    with output_dir(out_dir):  # a new folder is removed again if the first write fails
+        for path, image, (png, npy) in progress_bar(list(zip(paths, images, plan)), desc="images", unit="img",
+                                                    enable=show):
+            out = restore_array(predictor, image, scale=predictor.scale, patch=spec.patch_size,
+                                protocol=args.protocol)
+            with atomic_outputs([png] + ([npy] if npy else [])) as tmps:  # both files or neither
+                write_image(tmps[0], out, atomic=False)
+                if npy:
+                    with open(tmps[1], "wb") as fh:
+                        np.save(fh, out.astype(np.float32))
+            print(f"{path} -> {png} ({image.shape[1]}x{image.shape[0]} -> {out.shape[1]}x{out.shape[0]})")
     return 0

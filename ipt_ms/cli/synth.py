@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ipt_ms.cli._common import seed_int
 from ipt_ms.tasks import PRETRAIN_TASKS
 
 
@@ -24,7 +25,7 @@ def register(subparsers) -> None:
         default=",".join(PRETRAIN_TASKS),
         help="comma-separated task names: sr_x<s>, denoise_<sigma>, derain, deblur (default: %(default)s)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed for noise/rain/blur (default: 0)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="seed for noise/rain/blur (default: 0)")
     parser.add_argument(
         "--no-clip", action="store_true", help="keep noisy values outside [0,255] (DnCNN/SwinIR style)"
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import pickle
 import warnings
 from collections import OrderedDict
@@ -24,7 +25,8 @@ import numpy as np
 from ipt_ms.convert.infer import infer_spec
 from ipt_ms.convert.keymap import mindspore_to_torch, torch_key, torch_to_mindspore
 from ipt_ms.errors import IPTError, first_line
-from ipt_ms.fileio import atomic_output
+from ipt_ms.fileio import atomic_output, check_output_file
+from ipt_ms.runtime import mindspore_log_silenced
 from ipt_ms.spec import IPTSpec
 
 TORCH_SUFFIXES = (".pt", ".pth", ".safetensors")
@@ -220,6 +222,7 @@ def save_weights(path: str | Path, state: dict[str, np.ndarray], spec: IPTSpec) 
     """Write official-keyed arrays in the format the extension names, atomically."""
     path = Path(path)
     naming = weights_format(path)
+    check_output_file(path)
     ms_params = torch_to_mindspore(state, spec)  # validates before anything is written
     if naming == "mindspore":
         _write_ckpt(path, ms_params, spec)
@@ -241,11 +244,17 @@ def save_weights(path: str | Path, state: dict[str, np.ndarray], spec: IPTSpec) 
 
 
 def write_ms_checkpoint(path: str | Path, params: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
-    """Write a MindSpore .ckpt atomically: parameters by name, plus string entries (append_dict)."""
+    """Write a MindSpore .ckpt atomically: parameters by name, plus string entries (append_dict).
+
+    The one .ckpt writer (weights and training checkpoints). `atomic_output` removes
+    MindSpore's own ``.tmp`` file on failure, gives the file the umask's permissions
+    (MindSpore makes it read-only for the owner) and turns a full disk into one line;
+    MindSpore's log line about the failure is kept off the terminal.
+    """
     import mindspore as ms
 
     entries = [{"name": k, "data": ms.Tensor(np.ascontiguousarray(v))} for k, v in params.items()]
-    with atomic_output(path) as tmp:
+    with atomic_output(path) as tmp, mindspore_log_silenced():
         ms.save_checkpoint(entries, str(tmp), append_dict=metadata)
 
 
@@ -255,7 +264,10 @@ def _write_ckpt(path: Path, params: dict[str, np.ndarray], spec: IPTSpec) -> Non
 
 def convert_file(src: str | Path, dst: str | Path, **overrides) -> IPTSpec:
     """Convert between PyTorch and MindSpore weight files (direction from the extensions)."""
-    weights_format(dst)  # reject an unknown destination before reading anything
+    weights_format(dst)  # reject an unknown or unwritable destination before reading anything
+    check_output_file(dst)
+    if Path(dst).is_file() and Path(src).is_file() and os.path.samefile(src, dst):
+        raise IPTError(f"{str(dst)!r} is the source file; write the conversion to another file")
     spec, state = load_weights(src, **overrides)
     save_weights(dst, state, spec)
     return spec

@@ -180,6 +180,8 @@ class SyntheticPairs(PairDataset):
 
 def _require_dir(path: Path, what: str) -> Path:
     if not path.is_dir():
+        if path.exists():
+            raise IPTError(f"{what} {path} is a file, not a folder")
         raise IPTError(f"{what} not found: expected a folder at {path}")
     return path
 

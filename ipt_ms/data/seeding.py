@@ -19,9 +19,20 @@ import numpy as np
 
 from ipt_ms.errors import IPTError
 
-__all__ = ["stable_hash", "rng_from", "image_rng"]
+__all__ = ["SEED_MAX", "check_seed", "stable_hash", "rng_from", "image_rng"]
 
 _MASK64 = (1 << 64) - 1
+
+#: Largest seed any option accepts (seeds are 0 .. 2**32 - 1 everywhere: NumPy's legacy
+#: RandomState and MindSpore's set_seed take 32-bit seeds, so one range serves every command).
+SEED_MAX = 2**32 - 1
+
+
+def check_seed(value: int, what: str = "seed") -> int:
+    """`value` as an int if it is a whole number in 0..SEED_MAX; IPTError naming `what` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= int(value) <= SEED_MAX:
+        raise IPTError(f"{what} must be an integer from 0 to {SEED_MAX} (2**32 - 1), got {value!r}")
+    return int(value)
 
 
 def stable_hash(text: str) -> int:

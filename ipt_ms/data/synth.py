@@ -15,6 +15,11 @@ Output layout (every folder readable by the loaders in :mod:`ipt_ms.data.folders
 
 All random draws are seeded by (seed, image name), so re-running on a subset or on
 another machine writes the same images.
+
+Nothing is written until every input has been decoded once and the output folder (and
+preview file) checked, so a bad image, a name clash or an unwritable folder stops the
+command with one line and no files. Every file is written atomically and the manifest
+last: a folder with ``synth.json`` is complete.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from ipt_ms.data.degrade import Degrader
 from ipt_ms.data.imageio import list_images, read_image, to_uint8, write_image
 from ipt_ms.data.rain import StreakLayers
 from ipt_ms.errors import IPTError
+from ipt_ms.fileio import atomic_output, check_output_dir, check_output_file
 from ipt_ms.tasks import PRETRAIN_TASKS, Task, parse_task
 
 __all__ = ["SynthReport", "make_preview", "synthesize", "task_output_dir"]
@@ -179,6 +185,11 @@ def synthesize(
         raise IPTError(f"output folder {out_dir} is not empty (use --overwrite to write into it)")
     if out_dir.resolve() == source.resolve():
         raise IPTError("the output folder must differ from the input folder")
+    check_output_dir(out_dir)
+    if preview is not None:
+        check_output_file(preview, "preview")
+    for path in files:  # every input decodes before the first file is written
+        read_image(path)
 
     rain = StreakLayers(rain_streaks) if rain_streaks is not None else rain_preset
     blur_cfg = BlurConfig(kind=blur)
@@ -210,9 +221,8 @@ def synthesize(
             else:
                 write_image(sub / "blur" / f"{name}.png", lq)
                 write_image(sub / "sharp" / f"{name}.png", target)
-                kdir = out_dir / "deblur" / "kernels"
-                kdir.mkdir(parents=True, exist_ok=True)
-                np.save(kdir / f"{name}.npy", deg.kernel_for(seed, name))
+                with atomic_output(out_dir / "deblur" / "kernels" / f"{name}.npy") as tmp, open(tmp, "wb") as fh:
+                    np.save(fh, deg.kernel_for(seed, name))
                 report.files_written += 2
             report.files_written += 1
             if preview is not None and len(preview_rows) < PREVIEW_MAX_IMAGES:
@@ -242,8 +252,9 @@ def synthesize(
         manifest["blur"] = {"kind": blur_cfg.kind, "canvas": blur_cfg.canvas, "max_len": blur_cfg.max_len,
                             "iters": blur_cfg.iters, "length_range": list(blur_cfg.length_range),
                             "padding": "reflect (half-sample symmetric)"}
-    report.manifest = out_dir / MANIFEST
-    report.manifest.write_text(json.dumps(manifest, indent=2) + "\n")
     if preview is not None:
         report.preview = make_preview(preview_rows, preview, total_images=len(names))
+    report.manifest = out_dir / MANIFEST
+    with atomic_output(report.manifest) as tmp:  # last: its presence means the folder is complete
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     return report

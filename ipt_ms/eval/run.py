@@ -15,7 +15,7 @@ from ipt_ms.eval.engine import EvalSettings, Runner, create_runner, evaluate, is
 from ipt_ms.eval.parity_bench import ParityBenchResult, parity_bench
 from ipt_ms.eval.report import write_eval_reports
 from ipt_ms.eval.sets import EvalSet, default_sets, load_sets
-from ipt_ms.fileio import ensure_writable_dir
+from ipt_ms.fileio import check_output_dir, ensure_writable_dir
 from ipt_ms.tasks import parse_task
 
 __all__ = ["EvalRequest", "EvalOutcome", "run_eval", "run_parity_bench"]
@@ -60,7 +60,11 @@ class EvalRequest:
         if not Path(self.weights).is_file():
             raise IPTError(f"weights file not found: {self.weights}")
         if not Path(self.data).is_dir():
+            if Path(self.data).exists():
+                raise IPTError(f"data folder {self.data} is a file, not a folder")
             raise IPTError(f"data folder not found: {self.data}")
+        if self.out is not None:
+            check_output_dir(self.out)  # before any model loads; created when the first result is logged
 
     def settings(self, task_name: str) -> EvalSettings:
         return EvalSettings(task=task_name, protocol=self.protocol, self_ensemble=self.self_ensemble,

@@ -2,9 +2,11 @@
 
 Loading goes through `ipt_ms.data.folders.benchmark` (EDSR layout for SR, clean folders
 plus seeded noise for denoising, Rain100L for deraining, GoPro for deblurring). Before a
-single tile runs, every selected file's header is read (no pixel decoding) so that a bad
-set fails at start-up with one line naming the file:
+single tile runs, every selected file's header is read, then every file is decoded once
+(and dropped), so that a bad set fails at start-up with one line naming the file:
 
+* a header claiming more pixels than `ipt_ms.data.imageio.max_image_pixels` (checked
+  before decoding), a truncated or corrupt file;
 * an LR image whose HR partner is not LR*s (up to the s - 1 pixel modcrop remainder) or,
   for scale-1 pairs, not the same size;
 * images of different modes in one set: every image must have the set's mode (8-bit RGB,
@@ -25,19 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ipt_ms.data.folders import BENCHMARK_SETS, PairDataset, benchmark
-from ipt_ms.data.imageio import ImageReadError, png_header
+from ipt_ms.data.imageio import image_header, read_image
 from ipt_ms.errors import IPTError
 from ipt_ms.tasks import Task
 
 __all__ = ["EvalSet", "check_set", "default_sets", "file_mode", "load_sets"]
 
 log = logging.getLogger("ipt_ms.eval")
-
-_PNG_COLOUR = {0: "gray", 2: "RGB", 3: "RGB", 4: "gray+alpha", 6: "RGBA"}
-_PIL_MODES = {"1": "8-bit gray", "L": "8-bit gray", "P": "8-bit RGB", "RGB": "8-bit RGB", "YCbCr": "8-bit RGB",
-              "RGBA": "8-bit RGBA", "LA": "8-bit gray+alpha", "PA": "8-bit RGBA", "I;16": "16-bit gray",
-              "I;16B": "16-bit gray", "I": "32-bit integer", "F": "32-bit float", "CMYK": "CMYK"}
-
 
 @dataclass
 class EvalSet:
@@ -58,21 +54,8 @@ def default_sets(task: Task) -> list[str]:
 
 def _header(path: Path) -> tuple[str, tuple[int, int]]:
     """(mode description, (height, width)) from the file header, without decoding pixels."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        png = png_header(path)
-        if png is not None:
-            height, width, depth, colour = png
-            depth = 8 if colour == 3 else depth  # palette indices, expanded to 8-bit RGB
-            return f"{max(depth, 8)}-bit {_PNG_COLOUR.get(colour, f'colour type {colour}')}", (height, width)
-        with Image.open(path) as im:
-            mode = _PIL_MODES.get(im.mode, im.mode)
-            return mode, (im.size[1], im.size[0])
-    except UnidentifiedImageError:
-        raise ImageReadError(path, "not a recognised image format") from None
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ImageReadError(path, str(err) or type(err).__name__) from None
+    header = image_header(path)  # the pixel limit applies here too
+    return header.mode, (header.height, header.width)
 
 
 def file_mode(path: os.PathLike | str) -> str:
@@ -90,7 +73,8 @@ def _mixed(set_name: str, path: Path, mode: str, other: str) -> IPTError:
 
 
 def check_set(set_name: str, dataset: PairDataset, allow_mixed_modes: bool = False) -> None:
-    """Validate sizes and modes of every file of `dataset` (rules in the module docstring)."""
+    """Validate sizes and modes of every file of `dataset` (rules in the module docstring), then
+    decode every file once, so a truncated image stops the run before any model does."""
     scale = int(dataset.scale)
     headers = {}
     for entry in dataset.entries:
@@ -105,8 +89,13 @@ def check_set(set_name: str, dataset: PairDataset, allow_mixed_modes: bool = Fal
             need = f"{lw * scale}x{lh * scale}" + (f" (+ up to {scale - 1} px)" if scale > 1 else "")
             raise IPTError(f"{set_name}: {entry.lq} is {lw}x{lh} but its ground truth {entry.gt} is {gw}x{gh}; "
                            f"expected {need} for x{scale}")
-    if allow_mixed_modes:
-        return
+    if not allow_mixed_modes:
+        _check_modes(set_name, dataset, headers)
+    for path in headers:  # a header can be fine over truncated or corrupt pixel data
+        read_image(path)
+
+
+def _check_modes(set_name: str, dataset: PairDataset, headers: dict) -> None:
     reference = Counter(headers[e.gt][0] for e in dataset.entries).most_common(1)[0][0]
     for entry in dataset.entries:
         gt_mode = headers[entry.gt][0]
