@@ -95,23 +95,29 @@ def weights_format(path: str | Path) -> str:
 
 
 # ------------------------------------------------------------------------------- reading
-def check_weights_path(path: str | Path) -> Path:
-    """`path` as a readable, non-empty regular file with a weights extension; IPTError otherwise."""
+def check_regular_file(path: str | Path, what: str = "weights file") -> Path:
+    """`path` as an existing, non-empty regular file; IPTError saying what it is otherwise."""
     path = Path(path)
     name = repr(str(path))
     try:
-        mode = path.stat().st_mode
+        info = path.stat()
     except FileNotFoundError:
-        raise IPTError(f"weights file not found: {name}") from None
+        raise IPTError(f"{what} not found: {name}") from None
     except OSError as err:
-        raise IPTError(f"cannot read weights {name}: {err.strerror or err}") from err
-    if stat.S_ISDIR(mode):
-        raise IPTError(f"{name} is a directory, not a weights file")
-    if not stat.S_ISREG(mode):
-        raise IPTError(f"{name} is not a regular file (a device, pipe or socket), not a weights file")
+        raise IPTError(f"cannot read {what} {name}: {err.strerror or err}") from err
+    if stat.S_ISDIR(info.st_mode):
+        raise IPTError(f"{name} is a directory, not a {what}")
+    if not stat.S_ISREG(info.st_mode):
+        raise IPTError(f"{name} is not a regular file (a device, pipe or socket), not a {what}")
+    if info.st_size == 0:
+        raise IPTError(f"{name} is empty (0 bytes), not a {what}")
+    return path
+
+
+def check_weights_path(path: str | Path) -> Path:
+    """`path` as a readable, non-empty regular file with a weights extension; IPTError otherwise."""
+    path = check_regular_file(path)
     weights_format(path)
-    if path.stat().st_size == 0:
-        raise IPTError(f"{name} is empty (0 bytes), not a weights file")
     return path
 
 
