@@ -444,7 +444,12 @@ def zoo_state(state: dict[str, np.ndarray], spec: IPTSpec, hub: bool = False) ->
     """
     check_shapes({k: tuple(v.shape) for k, v in state.items()}, spec.torch_state_shapes(),
                  tolerate_missing=TORCH_ONLY_BUFFERS, context="weights")
-    standard = mean_shift_arrays(spec.replace(rgb_mean=IPTSpec().rgb_mean, rgb_range=IPTSpec().rgb_range))
+    default = IPTSpec()
+    if (spec.rgb_range, spec.rgb_mean) != (default.rgb_range, default.rgb_mean):
+        raise IPTError(f"cannot write the model-zoo layout: the model uses rgb_range {spec.rgb_range} and mean "
+                       f"{list(spec.rgb_mean)}; the zoo network has no mean-shift cells and its scripts assume "
+                       f"{default.rgb_range} and {list(default.rgb_mean)}")
+    standard = mean_shift_arrays(default)
     for key, value in standard.items():
         if state[key].shape != value.shape or not np.allclose(state[key], value, rtol=0, atol=1e-4):
             raise IPTError(f"cannot write the model-zoo layout: {key} is {np.ravel(state[key]).round(4).tolist()}, "
