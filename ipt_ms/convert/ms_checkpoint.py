@@ -171,7 +171,8 @@ def read_ckpt(path: str | Path) -> dict[str, np.ndarray | str]:
         if pending is not None:
             out[pending[0]] = _decode(*pending)
     except _CorruptError as err:
-        raise IPTError(f"{name} is not a readable MindSpore checkpoint: {err}") from None
+        raise IPTError(f"{name} is not a readable MindSpore checkpoint (truncated, damaged or encrypted): "
+                       f"{err}") from None
     except UnicodeDecodeError:
         raise IPTError(f"{name} is not a readable MindSpore checkpoint: an entry name is not UTF-8") from None
     if not out:

@@ -268,7 +268,8 @@ def recorded_spec(text: str, weights: WeightFile) -> IPTSpec:
     try:
         spec = IPTSpec.from_json(text)
     except IPTError as err:
-        raise IPTError(f"{weights.source}: recorded architecture ({SPEC_METADATA_KEY}) is invalid: {err}") from None
+        reason = str(err).removeprefix("invalid IPT architecture: ")
+        raise IPTError(f"{weights.source}: recorded architecture ({SPEC_METADATA_KEY}) is invalid: {reason}") from None
     shapes = {k: tuple(v.shape) for k, v in weights.arrays.items()}
     implied = infer_spec(shapes, num_heads=spec.num_heads, source=weights.source)
     fields = _SHAPE_FIELDS + (() if spec.no_mlp and spec.no_pos else ("patch_size",))
