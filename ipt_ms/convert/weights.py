@@ -75,7 +75,7 @@ class WeightFile:
         return repr(str(self.path))
 
     def describe_layout(self) -> str:
-        text = f"layout: {LAYOUTS[self.layout]}"
+        text = f"layout: {LAYOUTS[self.layout]}" + (", architecture recorded in the file" if self.spec else "")
         if self.training:
             extra = [f"{k} {self.training[k]}" for k in ("run", "global_step", "epoch") if k in self.training]
             text += (f"\n{self.training['kind']}" + (f": {', '.join(extra)}" if extra else "")
@@ -126,10 +126,10 @@ def sniff_format(path: Path) -> str | None:
     with open(path, "rb") as handle:
         head = handle.read(16)
     size = path.stat().st_size
+    if len(head) >= 9 and 0 < int.from_bytes(head[:8], "little") < size and head[8:9] == b"{":
+        return "safetensors"  # 8-byte header length, then the JSON header
     if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
         return "torch"  # torch.save zip archive / legacy pickle
-    if len(head) >= 9 and 0 < int.from_bytes(head[:8], "little") < size and head[8:9] == b"{":
-        return "safetensors"
     if head[:1] == b"\x0a":
         return "mindspore"  # protobuf field 1, length-delimited: Checkpoint.value
     if head[:1] == b"\x08":
