@@ -61,6 +61,10 @@ ZOO_TRAINER = TrainingWrapper(
     ("beta1_power", "beta2_power", "learning_rate", "global_step", "scale_sense", "loss_scale",
      "current_iterator_step", "last_overflow_iterator_step"))
 
+#: A network trained with MindSpore's own Adam + loss scale (`Model.train`, `ModelCheckpoint`): no prefix.
+MINDSPORE_ADAM = TrainingWrapper(
+    "MindSpore Adam training checkpoint", "", ("moment1.", "moment2."), ZOO_TRAINER.scalars)
+
 #: `ipt_ms.train.checkpoint` (parameter names from `ipt_ms.train.step`).
 IPTMS_TRAINING = TrainingWrapper(
     "ipt-ms training checkpoint", "", ("exp_avg.", "exp_avg_sq."),
@@ -103,9 +107,9 @@ def _unwrap_training(arrays: dict, strings: dict) -> tuple[dict, dict | None, li
     wrapper = None
     if IPTMS_TRAINING.marker in strings:
         wrapper = IPTMS_TRAINING
-    elif any(k.startswith(ZOO_TRAINER.network_prefix) for k in arrays) and any(
-            k in ZOO_TRAINER.scalars or k.startswith(ZOO_TRAINER.moment_prefixes) for k in arrays):
-        wrapper = ZOO_TRAINER
+    elif any(k in ZOO_TRAINER.scalars or k.startswith(ZOO_TRAINER.moment_prefixes) for k in arrays):
+        prefixed = any(k.startswith(ZOO_TRAINER.network_prefix) for k in arrays)
+        wrapper = ZOO_TRAINER if prefixed else MINDSPORE_ADAM
     if wrapper is None:
         return _strip_common_prefix(arrays), None, []
     moments = {k: v for k, v in arrays.items() if k.startswith(wrapper.moment_prefixes)}

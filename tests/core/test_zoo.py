@@ -353,3 +353,19 @@ def test_create_model_loads_a_zoo_file_strictly(tmp_path):
     assert_same_state(mindspore_to_torch(network_arrays(net), spec), state)
     with pytest.raises(IPTError, match=r"does not hold ipt_tiny: scales \(1,\) \(wanted \(2,\)\)"):
         ipt_ms.create_model("ipt_tiny", path)
+
+
+def test_mindspore_adam_checkpoint_without_prefix(tmp_path, tiny6_state):
+    """ipt-ms's own network trained with MindSpore's Adam (Model.train + ModelCheckpoint): moments beside it."""
+    from ipt_ms.convert.keymap import torch_to_mindspore
+
+    params = torch_to_mindspore(tiny6_state, TINY6)
+    entries = {**params, **{f"moment{i}.{k}": np.zeros_like(v) for i in (1, 2) for k, v in params.items()},
+               "global_step": np.array([10], np.int32), "learning_rate": np.array(1e-4, np.float32)}
+    path = tmp_path / "ms_adam.ckpt"
+    save_like_the_zoo(path, entries)
+    weights = read_weight_file(path)
+    assert weights.layout == "mindspore" and weights.training["kind"] == "MindSpore Adam training checkpoint"
+    spec, state = load_weights(path, num_heads=2)
+    assert spec == TINY6
+    assert_same_state(state, tiny6_state)
