@@ -22,3 +22,21 @@ def test_float32_restatement_is_the_network_and_float16_differs(pynative):
     assert fp16.shape == fp32.shape == (3, 3, 72, 72) and fp16.dtype == np.float32
     diff = np.abs(fp16 - fp32).max() / np.abs(fp32).max()
     assert 1e-5 < diff < 2e-2  # float16 rounding is visible, and only rounding
+
+
+def test_command_line_smoke(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "r.json"
+    proc = subprocess.run([sys.executable, str(root / "bench" / "zoo_numerics.py"), "--preset", "tiny", "--photos",
+                           "1", "--size", "30", "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["restatement_check_max_rel"] < 1e-5
+    row = result["photos"][0]
+    assert row["ipt-ms (fp32, eps 1e-5)"]["dpsnr"] == 0.0 and row["zoo (fp16, eps 1e-7)"]["finite"]
+    assert "| zoo (fp16, eps 1e-7) |" in proc.stdout
