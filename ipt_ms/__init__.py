@@ -16,3 +16,9 @@ os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
 os.environ.setdefault("GLOG_v", "3")
 
 __version__ = "0.1.0"
+
+# Light imports only (no MindSpore / PyTorch), after the environment defaults above.
+from ipt_ms.registry import create_model, list_models, model_spec  # noqa: E402
+from ipt_ms.spec import IPTSpec  # noqa: E402
+
+__all__ = ["IPTSpec", "__version__", "create_model", "list_models", "model_spec"]

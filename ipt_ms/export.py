@@ -153,6 +153,9 @@ def read_onnx_info(path: str | os.PathLike) -> ExportInfo:
     import onnx
 
     path = Path(path)
+    if path.suffix.lower() in (".ckpt", ".pt", ".pth", ".safetensors"):
+        raise IPTError(f"{str(path)!r} is a weights file, not an ONNX model: --framework onnx runs files written "
+                       "by `ipt-ms export`; run weights with --framework mindspore or torch")
     if not path.is_file():
         raise IPTError(f"ONNX file not found: {str(path)!r}")
     try:

@@ -20,6 +20,20 @@ from ipt_ms.tasks import PRETRAIN_SCALES, PRETRAIN_TASKS, Task, default_task_nam
 
 RGB_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K mean used by the official MeanShift
 
+#: Upper bounds far above any published IPT, so that an architecture read from a file's
+#: metadata cannot ask for absurd allocations before its tensors are checked.
+LIMITS = {"n_feats": 4096, "n_colors": 64, "rgb_range": 65535, "patch_size": 4096, "patch_dim": 64,
+          "num_heads": 1024, "num_layers": 1024, "num_queries": 4096, "tasks": 256, "scale": 64}
+_INT_FIELDS = ("n_feats", "n_colors", "rgb_range", "patch_size", "patch_dim", "num_heads", "num_layers",
+               "num_queries")
+
+
+def _integer(value: Any, what: str) -> int:
+    """`value` as an int when it is one (3, 3.0, numpy ints); TypeError otherwise (3.5, "3", True)."""
+    if isinstance(value, bool) or not float(value).is_integer():
+        raise TypeError(f"{what} must hold integers, got {value!r}")
+    return int(value)
+
 
 @dataclass(frozen=True)
 class IPTSpec:
@@ -66,8 +80,13 @@ class IPTSpec:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen dataclass: normalise in place once
-        set_(self, "scales", tuple(int(s) for s in self.scales))
-        set_(self, "rgb_mean", tuple(float(m) for m in self.rgb_mean))
+        try:
+            set_(self, "scales", tuple(_integer(s, "scales") for s in self.scales))
+            set_(self, "rgb_mean", tuple(float(m) for m in self.rgb_mean))
+            set_(self, "dropout_rate", float(self.dropout_rate))
+            set_(self, "layer_norm_eps", float(self.layer_norm_eps))
+        except (TypeError, ValueError) as err:
+            raise IPTError(f"invalid IPT architecture: {err}") from None
         if self.task_names is None:
             set_(self, "task_names", tuple(default_task_names(self.scales)))
         else:
@@ -79,11 +98,28 @@ class IPTSpec:
         def bad(msg: str) -> IPTError:
             return IPTError(f"invalid IPT architecture: {msg}")
 
+        for attr in _INT_FIELDS:
+            value = getattr(self, attr)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise bad(f"{attr} must be an integer, got {value!r}")
+            if value > LIMITS[attr]:
+                raise bad(f"{attr} {value} is above the supported maximum {LIMITS[attr]}")
+        for attr in ("no_norm", "no_mlp", "pos_every", "no_pos"):
+            if not isinstance(getattr(self, attr), bool):
+                raise bad(f"{attr} must be true or false, got {getattr(self, attr)!r}")
         if not self.scales:
             raise bad("at least one task (scale) is needed")
+        if len(self.scales) > LIMITS["tasks"]:
+            raise bad(f"{len(self.scales)} tasks is above the supported maximum {LIMITS['tasks']}")
+        if any(s > LIMITS["scale"] for s in self.scales):
+            raise bad(f"scales {list(self.scales)} exceed the supported maximum {LIMITS['scale']}")
         for s in self.scales:
             if s < 1 or not (s & (s - 1) == 0 or s == 3):
                 raise bad(f"scale {s} is not supported (1, 3 or a power of two, as the official Upsampler)")
+        if len(self.rgb_mean) != self.n_colors:
+            raise bad(f"rgb_mean has {len(self.rgb_mean)} values for {self.n_colors} colours")
+        if not all(isinstance(n, str) for n in self.task_names):
+            raise bad(f"task names must be strings, got {list(self.task_names)}")
         if len(self.task_names) != len(self.scales):
             raise bad(f"{len(self.task_names)} task names for {len(self.scales)} scales")
         if len(set(self.task_names)) != len(self.task_names):

@@ -1,4 +1,4 @@
-"""`ipt-ms convert SRC DST`: PyTorch (.pt/.pth/.safetensors) <-> MindSpore (.ckpt)."""
+"""`ipt-ms convert SRC DST`: between PyTorch (.pt/.pth/.safetensors), ipt-ms and model-zoo .ckpt layouts."""
 
 from __future__ import annotations
 
@@ -7,15 +7,21 @@ from ipt_ms.cli._common import add_architecture_overrides, architecture_override
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "convert", help="convert weights between PyTorch and MindSpore",
-        description="Convert IPT weights; the direction comes from the extensions (.pt/.pth/.safetensors "
-                    "<-> .ckpt). The architecture is read from the source (or inferred from its shapes when it "
-                    "records none, as the official releases) and stored in every output: .ckpt, .safetensors and "
-                    ".pt/.pth (the state_dict's _metadata, which the official code ignores). Weights cannot tell "
+        "convert", help="convert weights between PyTorch, MindSpore and the MindSpore model zoo",
+        description="Convert IPT weights. SRC may be in any layout ipt-ms reads (official PyTorch, ipt-ms "
+                    ".ckpt, MindSpore model zoo / Hub / zoo trainer checkpoint; detected from its keys). The "
+                    "format written follows DST's extension (.pt/.pth/.safetensors/.ckpt); the architecture is "
+                    "stored in ipt-ms outputs. Weights cannot tell "
                     "the number of attention heads: give --num-heads for a file that does not record it (default "
-                    "12, the official value). Nothing is written when keys or shapes do not match.")
+                    "12, the official value). Nothing is written when keys, shapes or values do not check out.")
     p.add_argument("src", help="source weights file")
     p.add_argument("dst", help="destination weights file")
+    p.add_argument("--layout", default="ipt-ms", choices=("ipt-ms", "zoo", "zoo-hub"),
+                   help="ipt-ms (default); zoo: a .ckpt for the model zoo's eval.py (LayerNorm under "
+                        ".layernorm, loaded non-strictly); zoo-hub: the released Hub file naming, which "
+                        "mindediting's strict loader needs (with --task for a single-task file)")
+    p.add_argument("--task", default=None,
+                   help="keep only this task (name or index) as a single-task model, e.g. for mindediting")
     add_architecture_overrides(p)
     p.add_argument("--verbose", action="store_true", help="list every mismatched key on failure")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line (shown for files over 50 MB)")
@@ -35,11 +41,20 @@ def run(args) -> int:
     try:
         with StepProgress("convert", 1, enable=not args.quiet and size > 50e6) as steps:
             steps.start(f"{src.name} ({size / 1e6:.0f} MB) -> {Path(args.dst).name}")
-            spec = convert_file(args.src, args.dst, **architecture_overrides(args))
+            spec = convert_file(args.src, args.dst, layout=args.layout, task=args.task,
+                                **architecture_overrides(args))
     except WeightsMismatchError as err:
         if args.verbose:
             print(err.details(), file=sys.stderr)
         raise
-    print(f"wrote {args.dst}")
+    print(f"wrote {args.dst}" + ("" if args.layout == "ipt-ms" else f" ({args.layout} layout)"))
     print(describe(spec))
+    if args.layout != "ipt-ms":
+        print("task order in the file: " + ", ".join(f"{i}={n}" for i, n in enumerate(_zoo_order(spec))))
     return 0
+
+
+def _zoo_order(spec) -> list[str]:
+    from ipt_ms.convert.keymap import zoo_head_order
+
+    return [spec.task_names[i] for i in zoo_head_order(spec.task_names)]

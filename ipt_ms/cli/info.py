@@ -1,4 +1,4 @@
-"""`ipt-ms info WEIGHTS`: print the architecture a weights file holds."""
+"""`ipt-ms info WEIGHTS`: print the key layout and architecture a weights file holds."""
 
 from __future__ import annotations
 
@@ -6,17 +6,30 @@ from ipt_ms.cli._common import add_architecture_overrides, architecture_override
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("info", help="show the architecture of a weights file",
-                              description="Read a weights file, check it, and print its IPT architecture.")
+    p = subparsers.add_parser(
+        "info", help="show the layout and architecture of a weights file",
+        description="Read a weights file (official PyTorch, ipt-ms, MindSpore model-zoo or Hub layout; weights "
+                    "or a training checkpoint), check every key and value, and print its layout and IPT "
+                    "architecture.")
     p.add_argument("weights")
-    p.add_argument("--json", action="store_true", help="print the architecture as JSON")
+    p.add_argument("--json", action="store_true", help="print the architecture as JSON (nothing else)")
     add_architecture_overrides(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ipt_ms.convert.weights import describe, load_weights, spec_json_pretty
+    from ipt_ms.convert.weights import describe, official_state, read_weight_file, resolve_spec, spec_json_pretty
 
-    spec, _ = load_weights(args.weights, **architecture_overrides(args))
-    print(spec_json_pretty(spec) if args.json else describe(spec))
+    weights = read_weight_file(args.weights)
+    spec = resolve_spec(weights, **architecture_overrides(args))
+    official_state(weights, spec)  # every key, shape and value checked, as every command does
+    if args.json:
+        print(spec_json_pretty(spec))
+        return 0
+    print(weights.describe_layout())
+    print(describe(spec))
+    unnamed = [n for n in spec.task_names if n.startswith("restore_")]
+    if unnamed:
+        print(f"note: {', '.join(unnamed)}: the file does not record what these scale-1 heads restore; name them "
+              "with --tasks (e.g. --tasks denoise_30), or --task denoise_30 when running a single-task file")
     return 0

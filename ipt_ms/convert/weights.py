@@ -1,11 +1,19 @@
 """Read and write IPT weights in PyTorch (.pt/.pth/.safetensors) and MindSpore (.ckpt) files.
 
 Everything goes through numpy arrays keyed like the official PyTorch state_dict, checked
-against the architecture before anything is written. The architecture travels inside the
-file: .ckpt (append_dict entry), .safetensors (metadata) and .pt/.pth (the state_dict's
-`_metadata` mapping, which `load_state_dict` consults only for module prefixes, so the
-official code still loads our .pt files with strict=True). Files without it (the official
-releases) have their architecture inferred from the shapes.
+against the architecture before anything is written. Whatever the file's key layout
+(official, this package's MindSpore names, or the MindSpore model zoo's, see
+`ipt_ms.convert.layout`), it is renamed to the official keys on reading. The architecture
+travels inside the files this package writes: .ckpt (append_dict entry), .safetensors
+(metadata) and .pt/.pth (the state_dict's `_metadata` mapping, which `load_state_dict`
+consults only for module prefixes, so the official code still loads our .pt files with
+strict=True). Files without it (the official and zoo releases) have their architecture
+inferred from the shapes; a recorded architecture is checked against the tensors before
+anything is built from it.
+
+Reading never trusts a file's own sizes: a path that is not a regular file, an empty
+file, content that does not match the extension, a tensor whose shape its data does not
+back, and non-finite values are each refused with one line naming the file (and key).
 """
 
 from __future__ import annotations
@@ -15,36 +23,67 @@ import json
 import logging
 import os
 import pickle
+import stat
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ipt_ms.convert.infer import infer_spec
-from ipt_ms.convert.keymap import mindspore_to_torch, torch_key, torch_to_mindspore
+from ipt_ms.convert.keymap import (
+    TORCH_ONLY_BUFFERS,
+    ZOO_ABSENT,
+    ZOO_PRETRAIN_TASKS,
+    check_shapes,
+    mean_shift_arrays,
+    reorder_tasks,
+    torch_to_mindspore,
+    zoo_head_order,
+    zoo_key,
+)
+from ipt_ms.convert.layout import LAYOUTS, unpack
 from ipt_ms.errors import IPTError, first_line
 from ipt_ms.fileio import atomic_output, check_output_file
 from ipt_ms.runtime import mindspore_log_silenced
 from ipt_ms.spec import IPTSpec
+from ipt_ms.tasks import PRETRAIN_SCALES, PRETRAIN_TASKS
 
 TORCH_SUFFIXES = (".pt", ".pth", ".safetensors")
 MINDSPORE_SUFFIXES = (".ckpt",)
 SPEC_METADATA_KEY = "ipt_spec"
 _WRAPPER_KEYS = ("state_dict", "model")
-_PREFIXES = ("module.", "model.")
 TORCH_METADATA_ENTRY = "ipt_ms"  # key in a state_dict's _metadata; matches no IPT module
+#: layouts `save_weights` writes: ours (any extension), or the model zoo's (.ckpt, no metadata)
+WRITE_LAYOUTS = ("ipt-ms", "zoo", "zoo-hub")
 
 
 @dataclass
 class WeightFile:
-    """Raw contents of a weights file: arrays in the file's own naming, plus its metadata."""
+    """A read weights file: its network arrays under the official keys, and what the file was."""
 
     path: Path
-    arrays: dict[str, np.ndarray]
-    naming: str  # "torch" or "mindspore"
+    arrays: dict[str, np.ndarray]  # official key -> array
+    layout: str  # see ipt_ms.convert.layout.LAYOUTS
     spec: IPTSpec | None  # architecture recorded in the file, if any
+    file_keys: dict[str, str] = field(default_factory=dict)  # official key -> key in the file
+    task_names: tuple[str, ...] | None = None  # names the layout implies (zoo 6-task files)
+    training: dict | None = None  # step, epoch, ... of a training checkpoint
+    unexpected: list[str] = field(default_factory=list)  # file keys no layout rule accounts for
+    notes: list[str] = field(default_factory=list)  # what reading changed, for `ipt-ms info`
+
+    @property
+    def source(self) -> str:
+        return repr(str(self.path))
+
+    def describe_layout(self) -> str:
+        text = f"layout: {LAYOUTS[self.layout]}" + (", architecture recorded in the file" if self.spec else "")
+        if self.training:
+            extra = [f"{k} {self.training[k]}" for k in ("run", "global_step", "epoch") if k in self.training]
+            text += (f"\n{self.training['kind']}" + (f": {', '.join(extra)}" if extra else "")
+                     + f" ({self.training['optimizer_entries']} optimizer/loss-scale entries not used)")
+        return "\n".join([text] + [f"note: {n}" for n in self.notes])
 
 
 def weights_format(path: str | Path) -> str:
@@ -59,52 +98,134 @@ def weights_format(path: str | Path) -> str:
 
 
 # ------------------------------------------------------------------------------- reading
-def read_weight_file(path: str | Path) -> WeightFile:
+def check_regular_file(path: str | Path, what: str = "weights file") -> Path:
+    """`path` as an existing, non-empty regular file; IPTError saying what it is otherwise."""
     path = Path(path)
-    naming = weights_format(path)
-    if not path.is_file():
-        raise IPTError(f"weights file not found: {str(path)!r}")
+    name = repr(str(path))
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise IPTError(f"{what} not found: {name}") from None
+    except OSError as err:
+        raise IPTError(f"cannot read {what} {name}: {err.strerror or err}") from err
+    if stat.S_ISDIR(info.st_mode):
+        raise IPTError(f"{name} is a directory, not a {what}")
+    if not stat.S_ISREG(info.st_mode):
+        raise IPTError(f"{name} is not a regular file (a device, pipe or socket), not a {what}")
+    if info.st_size == 0:
+        raise IPTError(f"{name} is empty (0 bytes), not a {what}")
+    return path
+
+
+def check_weights_path(path: str | Path) -> Path:
+    """`path` as a readable, non-empty regular file with a weights extension; IPTError otherwise."""
+    path = check_regular_file(path)
+    weights_format(path)
+    return path
+
+
+def sniff_format(path: Path) -> str | None:
+    """What the first bytes say the file is: torch, safetensors, mindspore, onnx or None."""
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    size = path.stat().st_size
+    if len(head) >= 9 and 0 < int.from_bytes(head[:8], "little") < size and head[8:9] == b"{":
+        return "safetensors"  # 8-byte header length, then the JSON header
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return "torch"  # torch.save zip archive / legacy pickle
+    if head[:1] == b"\x0a":
+        return "mindspore"  # protobuf field 1, length-delimited: Checkpoint.value
+    if head[:1] == b"\x08":
+        return "onnx"  # protobuf field 1, varint: ModelProto.ir_version
+    return None
+
+
+_EXPECTED = {".pt": "torch", ".pth": "torch", ".safetensors": "safetensors", ".ckpt": "mindspore"}
+_WHAT = {"torch": "PyTorch (torch.save)", "safetensors": "safetensors", "mindspore": "MindSpore checkpoint",
+         "onnx": "ONNX model"}
+_SUFFIX_FOR = {"torch": ".pt", "safetensors": ".safetensors", "mindspore": ".ckpt"}
+
+
+def read_weight_file(path: str | Path) -> WeightFile:
+    """Read any supported weights file into official-keyed arrays (not yet checked against a spec)."""
+    path = check_weights_path(path)
     suffix = path.suffix.lower()
+    found = sniff_format(path)
+    if found == "onnx":
+        raise IPTError(f"{str(path)!r} is an ONNX model, not a weights file: run it with --framework onnx")
+    if found is not None and found != _EXPECTED[suffix]:
+        raise IPTError(f"{str(path)!r} is named {suffix} but holds a {_WHAT[found]} file; "
+                       f"rename it to {_SUFFIX_FOR[found]}")
     if suffix == ".safetensors":
-        arrays, spec = _read_safetensors(path)
-    elif naming == "torch":
-        arrays, spec = _read_torch_pickle(path)
+        entries, spec_text = _read_safetensors(path)
+    elif suffix in (".pt", ".pth"):
+        entries, spec_text = _read_torch_pickle(path)
     else:
-        arrays, spec = _read_ckpt(path)
-    if not arrays:
-        raise IPTError(f"{str(path)!r} holds no tensors")
-    return WeightFile(path, arrays, naming, spec)
+        entries = read_ms_checkpoint(path)
+        spec_text = entries.get(SPEC_METADATA_KEY)
+    source = repr(str(path))
+    unpacked = unpack(entries, source)
+    if not unpacked.arrays:
+        raise IPTError(f"{source} holds no tensors")
+    weights = WeightFile(path, unpacked.arrays, unpacked.layout, None, unpacked.file_keys,
+                         training=unpacked.training, unexpected=unpacked.unexpected)
+    if isinstance(spec_text, str):
+        weights.spec = recorded_spec(spec_text, weights)
+    if weights.layout in ("zoo", "zoo-hub") and weights.spec is None:
+        _prepare_zoo(weights)
+    return weights
 
 
-def _read_torch_pickle(path: Path) -> tuple[dict[str, np.ndarray], IPTSpec | None]:
+def _read_torch_pickle(path: Path) -> tuple[dict[str, np.ndarray], str | None]:
     import torch
 
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns (on stderr) about unusual pickles before refusing them
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if "weights only" in str(err).lower() or "weights_only" in str(err):
             raise IPTError(f"refused to load {str(path)!r}: it holds Python objects or code that safe "
                            "loading (torch.load weights_only=True) does not allow") from err
-        raise IPTError(f"cannot read {str(path)!r}: not a PyTorch weights file, or corrupt ({err})") from err
-    except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as err:
+        raise IPTError(f"cannot read {str(path)!r}: not a PyTorch weights file, or corrupt "
+                       f"({first_line(err)})") from err
+    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, TypeError, KeyError, IndexError) as err:
         raise IPTError(f"cannot read {str(path)!r}: not a PyTorch weights file, or truncated "
                        f"({first_line(err)})") from err
     state, metadata = _unwrap_state_dict(obj, path)
-    spec_json = (metadata or {}).get(TORCH_METADATA_ENTRY, {}).get("spec")
+    entry = (metadata or {}).get(TORCH_METADATA_ENTRY, {})
+    spec_json = entry.get("spec") if isinstance(entry, dict) else None
     arrays = {}
+    total, limit = 0, 8 * path.stat().st_size + (64 << 20)
     for key, value in state.items():
+        if not isinstance(key, str):
+            raise IPTError(f"{str(path)!r}: entry {key!r} is not named by a string")
         if not isinstance(value, torch.Tensor):
             raise IPTError(f"{str(path)!r}: entry {key!r} is a {type(value).__name__}, not a tensor")
+        _check_backed(value, key, path)
+        total += value.numel() * value.element_size()
+        if total > limit:  # tensors sharing storage; saved weights hold each array once (tied: a few times)
+            raise IPTError(f"{str(path)!r}: its tensors would take over {limit:,} bytes from a file of "
+                           f"{path.stat().st_size:,} (views sharing storage); not a weights file")
         if value.dtype == torch.bfloat16:
             value = value.float()
         arrays[key] = value.detach().cpu().contiguous().numpy()
-    return arrays, (IPTSpec.from_json(spec_json) if isinstance(spec_json, str) else None)
+    return arrays, spec_json if isinstance(spec_json, str) else None
+
+
+def _check_backed(tensor, key: str, path: Path) -> None:
+    """Refuse a tensor whose shape needs more data than its storage holds (zero or overlapping strides).
+
+    Saved weights never look like this; materialising one could need terabytes."""
+    needed = tensor.numel() * tensor.element_size()
+    held = tensor.untyped_storage().nbytes()
+    if needed > held:
+        raise IPTError(f"{str(path)!r}: entry {key!r} is a {tuple(tensor.shape)} tensor backed by only {held:,} "
+                       "bytes of data (zero or overlapping strides); not a weights file")
 
 
 def _unwrap_state_dict(obj, path: Path) -> tuple[dict, dict | None]:
-    """Accept a bare state_dict or one under 'state_dict'/'model', with module./model. prefixes.
-
-    Returns the state and its `_metadata` mapping (if any)."""
+    """Accept a bare state_dict or one under 'state_dict'/'model'; returns it and its `_metadata`."""
     for _ in range(3):
         if isinstance(obj, dict):
             inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
@@ -115,55 +236,92 @@ def _unwrap_state_dict(obj, path: Path) -> tuple[dict, dict | None]:
     if not isinstance(obj, dict):
         raise IPTError(f"{str(path)!r} holds a {type(obj).__name__}, not a state_dict")
     metadata = getattr(obj, "_metadata", None)
-    changed = True
-    while changed and obj:
-        changed = False
-        for prefix in _PREFIXES:
-            if all(isinstance(k, str) and k.startswith(prefix) for k in obj):
-                obj = {k[len(prefix):]: v for k, v in obj.items()}
-                changed = True
-    return obj, metadata
+    return obj, metadata if isinstance(metadata, dict) else None
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, np.ndarray], IPTSpec | None]:
+def _read_safetensors(path: Path) -> tuple[dict[str, np.ndarray], str | None]:
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="np") as handle:
             metadata = handle.metadata() or {}
             arrays = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118 (not a dict)
-    except (SafetensorError, OSError, ValueError) as err:
-        raise IPTError(f"cannot read {str(path)!r}: not a safetensors file, or corrupt ({err})") from err
-    arrays, _ = _unwrap_state_dict(arrays, path)
-    spec = IPTSpec.from_json(metadata[SPEC_METADATA_KEY]) if SPEC_METADATA_KEY in metadata else None
-    return arrays, spec
+    except (SafetensorError, OSError, ValueError, TypeError) as err:
+        raise IPTError(f"cannot read {str(path)!r}: not a safetensors file, or corrupt ({first_line(err)})") from err
+    return arrays, metadata.get(SPEC_METADATA_KEY)
 
 
 def read_ms_checkpoint(path: str | Path) -> dict:
-    """Everything a MindSpore .ckpt holds (parameters and append_dict strings); IPTError naming the file."""
-    import mindspore as ms
+    """Everything a MindSpore .ckpt holds: arrays and append_dict strings (IPTError naming the file)."""
+    from ipt_ms.convert.ms_checkpoint import read_ckpt
 
+    return read_ckpt(path)
+
+
+#: architecture options the tensors themselves determine (checked against a recorded spec)
+_SHAPE_FIELDS = ("scales", "n_feats", "n_colors", "patch_dim", "num_layers", "num_queries", "no_norm", "no_mlp",
+                 "no_pos")
+
+
+def recorded_spec(text: str, weights: WeightFile) -> IPTSpec:
+    """The architecture a file records, refused unless its tensors have exactly that architecture.
+
+    Checked before anything is built from it, so metadata cannot make the reader allocate
+    for layers or tasks the file does not hold."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return ms.load_checkpoint(str(path))
-    except Exception as err:  # MindSpore raises ValueError/RuntimeError/TypeError for bad files
-        raise IPTError(f"cannot read {str(path)!r}: not a MindSpore checkpoint, or corrupt "
-                       f"({first_line(err)})") from err
+        spec = IPTSpec.from_json(text)
+    except IPTError as err:
+        reason = str(err).removeprefix("invalid IPT architecture: ")
+        raise IPTError(f"{weights.source}: recorded architecture ({SPEC_METADATA_KEY}) is invalid: {reason}") from None
+    shapes = {k: tuple(v.shape) for k, v in weights.arrays.items()}
+    implied = infer_spec(shapes, num_heads=spec.num_heads, source=weights.source)
+    fields = _SHAPE_FIELDS + (() if spec.no_mlp and spec.no_pos else ("patch_size",))
+    differences = [f"{f}={getattr(spec, f)!r} but the tensors hold {getattr(implied, f)!r}" for f in fields
+                   if getattr(spec, f) != getattr(implied, f)]
+    if differences:
+        raise IPTError(f"{weights.source}: recorded architecture ({SPEC_METADATA_KEY}) does not match its tensors: "
+                       + "; ".join(differences[:3]))
+    return spec
 
 
-def _read_ckpt(path: Path) -> tuple[dict[str, np.ndarray], IPTSpec | None]:
-    content = read_ms_checkpoint(path)
-    spec = None
-    arrays = {}
-    for key, value in content.items():
-        if key == SPEC_METADATA_KEY and isinstance(value, str):
-            spec = IPTSpec.from_json(value)
-        elif isinstance(value, str):
-            continue  # other string metadata
-        elif hasattr(value, "asnumpy") and value.ndim > 0:
-            arrays[key] = value.asnumpy()
-    return arrays, spec
+def _prepare_zoo(weights: WeightFile) -> None:
+    """Model-zoo files: keep the heads the zoo network can run, and give the 6-task model our names/order.
+
+    Zoo code before 2022-09 always built 6 heads and tails (scales 2,3,4,1,1,1) whatever
+    its query count; one integer picks head, tail and query row together, so a head
+    without a query row can never run and is not read. A full 6-task file's heads are
+    in the zoo's order (x2, x3, x4, derain, sigma30, sigma50) and are put in ours.
+    """
+    arrays = weights.arrays
+    heads = sorted({int(k.split(".")[1]) for k in arrays if k.startswith("head.") and k.split(".")[1].isdigit()})
+    scales = tuple(_tail_scale(arrays, i) for i in heads)
+    query = arrays.get("body.query_embed.weight")
+    queries = query.shape[0] if query is not None and query.ndim == 2 else None
+    if len(heads) != len(PRETRAIN_SCALES) or scales != PRETRAIN_SCALES or queries is None:
+        return
+    if queries < len(heads):
+        dropped = [i for i in heads if i >= queries]
+        for key in [k for k in arrays if k.split(".")[0] in ("head", "tail") and int(k.split(".")[1]) in dropped]:
+            del arrays[key]
+        weights.task_names = ZOO_PRETRAIN_TASKS[:queries]
+        weights.notes.append(f"older zoo code (6 heads and tails, {queries} query row(s)): heads/tails "
+                             f"{dropped[0]}-{dropped[-1]} have no query row, cannot run in the zoo network, and "
+                             "were not read")
+        return
+    order = [ZOO_PRETRAIN_TASKS.index(name) for name in PRETRAIN_TASKS]
+    weights.arrays = reorder_tasks(arrays, order)
+    weights.task_names = PRETRAIN_TASKS
+    weights.notes.append("6-task zoo heads in the zoo's order (x2, x3, x4, derain, sigma 30, sigma 50) "
+                         "were put in ipt-ms order (" + ", ".join(PRETRAIN_TASKS) + ")")
+
+
+def _tail_scale(arrays: dict, i: int) -> int:
+    stages = [k for k in arrays if k.startswith(f"tail.{i}.0.") and k.endswith(".weight")]
+    if not stages:
+        return 1
+    first = arrays[min(stages)]
+    ratio = first.shape[0] // max(1, arrays.get(f"head.{i}.0.weight", first).shape[0])
+    return 3 if ratio == 9 else 2 ** len(stages)
 
 
 # ------------------------------------------------------------------------------- resolving
@@ -180,14 +338,14 @@ def resolve_spec(weights: WeightFile, *, num_heads: int | None = None, task_name
         if pos_every is not None:
             changes["pos_every"] = pos_every
         return spec.replace(**changes) if changes else spec
-    shapes = {(torch_key(k) if weights.naming == "mindspore" else k): tuple(v.shape)
-              for k, v in weights.arrays.items()}
+    shapes = {k: tuple(v.shape) for k, v in weights.arrays.items()}
+    names = task_names or (list(weights.task_names) if weights.task_names else None)
     if num_heads is None:  # the shapes cannot tell; say what is assumed rather than assume silently
         logging.getLogger("ipt_ms.convert").warning(
             "%s does not record its number of attention heads: assuming 12, as in every official release "
             "(pass --num-heads if it was trained with another)", weights.path.name)
-    return infer_spec(shapes, num_heads=num_heads or 12, task_names=task_names, pos_every=bool(pos_every),
-                      patch_size=patch_size, source=repr(str(weights.path)))
+    return infer_spec(shapes, num_heads=num_heads or 12, task_names=names, pos_every=bool(pos_every),
+                      patch_size=patch_size, source=weights.source)
 
 
 def load_weights(path: str | Path, **overrides) -> tuple[IPTSpec, dict[str, np.ndarray]]:
@@ -201,10 +359,41 @@ def load_weights(path: str | Path, **overrides) -> tuple[IPTSpec, dict[str, np.n
 
 
 def official_state(weights: WeightFile, spec: IPTSpec) -> dict[str, np.ndarray]:
-    """A read file's arrays under the official keys, checked against `spec` (a mismatch lists the keys)."""
-    if weights.naming == "mindspore":
-        return mindspore_to_torch(weights.arrays, spec)
-    return mindspore_to_torch(torch_to_mindspore(weights.arrays, spec), spec)
+    """A read file's arrays under the official keys in the official order, checked against `spec`.
+
+    Missing, unexpected and mis-shaped keys are listed (under their official names); the
+    arrays the zoo layout lacks (mean shift) and the `position_ids` buffer are rebuilt;
+    non-finite values are refused naming the first such key as the file names it.
+    """
+    arrays = dict(weights.arrays)
+    if weights.layout in ("zoo", "zoo-hub"):
+        for key in ZOO_ABSENT:
+            if key in arrays:  # the layout detection refuses these; kept as a guard
+                raise IPTError(f"{weights.source}: a model-zoo file cannot hold {key!r}")
+        arrays.update(mean_shift_arrays(spec))
+    expected = spec.torch_state_shapes()
+    found = {k: tuple(v.shape) for k, v in arrays.items()}
+    found.update({k: () for k in weights.unexpected})
+    check_shapes(found, expected, tolerate_missing=TORCH_ONLY_BUFFERS,
+                 context=f"{weights.source} ({LAYOUTS[weights.layout]} layout; keys under official names)")
+    _check_finite(arrays, weights)
+    out = {}
+    for key, shape in expected.items():
+        if key in TORCH_ONLY_BUFFERS and key not in arrays:
+            out[key] = np.arange(shape[-1], dtype=np.int64).reshape(shape)
+        else:
+            out[key] = arrays[key]
+    return out
+
+
+def _check_finite(arrays: dict[str, np.ndarray], weights: WeightFile) -> None:
+    bad = [k for k, v in arrays.items() if v.dtype.kind in "fc" and not np.isfinite(v).all()]
+    if bad:
+        value = arrays[bad[0]]
+        nan, inf = int(np.isnan(value).sum()), int(np.isinf(value).sum())
+        raise IPTError(f"{weights.source}: weights are not finite: {weights.file_keys.get(bad[0], bad[0])!r} holds "
+                       f"{nan} NaN and {inf} inf value(s)" + (f" ({len(bad)} tensors affected)" if len(bad) > 1 else "")
+                       + "; refusing to load them")
 
 
 def state_digest(spec: IPTSpec, state: dict[str, np.ndarray]) -> str:
@@ -218,16 +407,29 @@ def state_digest(spec: IPTSpec, state: dict[str, np.ndarray]) -> str:
 
 
 # ------------------------------------------------------------------------------- writing
-def save_weights(path: str | Path, state: dict[str, np.ndarray], spec: IPTSpec) -> None:
-    """Write official-keyed arrays in the format the extension names, atomically."""
+def save_weights(path: str | Path, state: dict[str, np.ndarray], spec: IPTSpec, layout: str = "ipt-ms") -> None:
+    """Write official-keyed arrays in the format the extension names, atomically.
+
+    `layout` "ipt-ms" (default) writes this package's files with the architecture inside;
+    "zoo" / "zoo-hub" write a MindSpore model-zoo .ckpt (see `zoo_state`).
+    """
     path = Path(path)
     naming = weights_format(path)
     check_output_file(path)
+    if layout not in WRITE_LAYOUTS:
+        raise IPTError(f"unknown layout {layout!r}; choose one of {', '.join(WRITE_LAYOUTS)}")
+    if layout != "ipt-ms":
+        if naming != "mindspore":
+            raise IPTError("the model-zoo layout is a MindSpore checkpoint: name the output .ckpt, "
+                           f"not {path.suffix!r}")
+        write_ms_checkpoint(path, zoo_state(state, spec, hub=layout == "zoo-hub"), {})
+        return
     ms_params = torch_to_mindspore(state, spec)  # validates before anything is written
     if naming == "mindspore":
         _write_ckpt(path, ms_params, spec)
         return
-    official = mindspore_to_torch(ms_params, spec)
+    official = {k: (state[k] if k in state else np.arange(shape[-1], dtype=np.int64).reshape(shape))
+                for k, shape in spec.torch_state_shapes().items()}
     if path.suffix.lower() == ".safetensors":
         from safetensors.numpy import save_file
 
@@ -243,6 +445,33 @@ def save_weights(path: str | Path, state: dict[str, np.ndarray], spec: IPTSpec) 
             torch.save(tensors, tmp)
 
 
+def zoo_state(state: dict[str, np.ndarray], spec: IPTSpec, hub: bool = False) -> dict[str, np.ndarray]:
+    """Official-keyed arrays -> a model-zoo file's entries (zoo names, zoo head order, no mean shift).
+
+    Refused when the mean-shift tensors are not the standard constants: the zoo network
+    has no mean-shift cells (its scripts subtract and add 255 * (0.4488, 0.4371, 0.4040)).
+    """
+    check_shapes({k: tuple(v.shape) for k, v in state.items()}, spec.torch_state_shapes(),
+                 tolerate_missing=TORCH_ONLY_BUFFERS, context="weights")
+    default = IPTSpec()
+    if (spec.rgb_range, spec.rgb_mean) != (default.rgb_range, default.rgb_mean):
+        raise IPTError(f"cannot write the model-zoo layout: the model uses rgb_range {spec.rgb_range} and mean "
+                       f"{list(spec.rgb_mean)}; the zoo network has no mean-shift cells and its scripts assume "
+                       f"{default.rgb_range} and {list(default.rgb_mean)}")
+    standard = mean_shift_arrays(default)
+    for key, value in standard.items():
+        if state[key].shape != value.shape or not np.allclose(state[key], value, rtol=0, atol=1e-4):
+            raise IPTError(f"cannot write the model-zoo layout: {key} is {np.ravel(state[key]).round(4).tolist()}, "
+                           "not the standard constants; the zoo network has no mean-shift cells to hold it")
+    ordered = reorder_tasks(state, zoo_head_order(spec.task_names))
+    out = {}
+    for key in spec.torch_state_shapes():
+        name = zoo_key(key, hub=hub)
+        if name is not None:
+            out[name] = ordered[key]
+    return out
+
+
 def write_ms_checkpoint(path: str | Path, params: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
     """Write a MindSpore .ckpt atomically: parameters by name, plus string entries (append_dict).
 
@@ -255,21 +484,34 @@ def write_ms_checkpoint(path: str | Path, params: dict[str, np.ndarray], metadat
 
     entries = [{"name": k, "data": ms.Tensor(np.ascontiguousarray(v))} for k, v in params.items()]
     with atomic_output(path) as tmp, mindspore_log_silenced():
-        ms.save_checkpoint(entries, str(tmp), append_dict=metadata)
+        ms.save_checkpoint(entries, str(tmp), append_dict=metadata or None)
 
 
 def _write_ckpt(path: Path, params: dict[str, np.ndarray], spec: IPTSpec) -> None:
     write_ms_checkpoint(path, params, {SPEC_METADATA_KEY: spec.to_json()})
 
 
-def convert_file(src: str | Path, dst: str | Path, **overrides) -> IPTSpec:
-    """Convert between PyTorch and MindSpore weight files (direction from the extensions)."""
-    weights_format(dst)  # reject an unknown or unwritable destination before reading anything
+def convert_file(src: str | Path, dst: str | Path, *, layout: str = "ipt-ms", task: str | None = None,
+                 **overrides) -> IPTSpec:
+    """Convert a weights file to the format of `dst`'s extension, in `layout`.
+
+    `task` keeps one task (head, tail, query row) as a single-task model, as the zoo's
+    evaluation and mindediting load them.
+    """
+    weights_format(dst)  # reject an unknown destination before reading anything
+    if layout not in WRITE_LAYOUTS:
+        raise IPTError(f"unknown layout {layout!r}; choose one of {', '.join(WRITE_LAYOUTS)}")
     check_output_file(dst)
-    if Path(dst).is_file() and Path(src).is_file() and os.path.samefile(src, dst):
+    if Path(dst).resolve() == Path(src).resolve() or (
+            Path(dst).is_file() and Path(src).is_file() and os.path.samefile(src, dst)):
         raise IPTError(f"{str(dst)!r} is the source file; write the conversion to another file")
     spec, state = load_weights(src, **overrides)
-    save_weights(dst, state, spec)
+    if task is not None:
+        from ipt_ms.train.weights import select_task
+
+        spec = spec.name_placeholder_task(task)
+        spec, state = select_task(spec, state, task)
+    save_weights(dst, state, spec, layout=layout)
     return spec
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ipt_ms.convert.weights import check_regular_file
 from ipt_ms.errors import IPTError
 from ipt_ms.eval.sets import EvalSet
 from ipt_ms.fileio import atomic_output
@@ -122,8 +123,7 @@ def create_runner(framework: str, weights: str, task: str, *, label: str | None 
     """
     from ipt_ms.predictors import create_predictor
 
-    if not Path(weights).is_file():
-        raise IPTError(f"weights file not found: {weights}")
+    check_regular_file(weights)
     predictor, spec = create_predictor(framework, weights, task, batch_size=batch_size, device=device, mode=mode,
                                        progress=progress, **overrides)
     _resolve_task_kind(spec, predictor)

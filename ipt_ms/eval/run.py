@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ipt_ms.convert.weights import check_regular_file
 from ipt_ms.errors import IPTError, ToleranceExceededError
 from ipt_ms.eval.engine import EvalSettings, Runner, create_runner, evaluate, is_task_name, summarize
 from ipt_ms.eval.parity_bench import ParityBenchResult, parity_bench
@@ -57,8 +58,7 @@ class EvalRequest:
             raise IPTError(f"--lr must be files, generate or auto, got {self.lr!r}")
         if self.shave is not None and self.shave < 0:
             raise IPTError(f"--shave must be >= 0, got {self.shave}")
-        if not Path(self.weights).is_file():
-            raise IPTError(f"weights file not found: {self.weights}")
+        check_regular_file(self.weights)
         if not Path(self.data).is_dir():
             if Path(self.data).exists():
                 raise IPTError(f"data folder {self.data} is a file, not a folder")
@@ -138,8 +138,8 @@ def run_parity_bench(request: EvalRequest, frameworks: tuple[str, str] = ("minds
     names = [normalise_framework(f) for f in frameworks]
     if len(names) != 2 or names[0] == names[1]:
         raise IPTError(f"parity-bench needs two different frameworks, got {', '.join(frameworks)}")
-    if first_weights is not None and not Path(first_weights).is_file():
-        raise IPTError(f"weights file not found: {first_weights}")
+    if first_weights is not None:
+        check_regular_file(first_weights)
     sets, runners = _prepare(request, [(names[0], first_weights), (names[1], None)])
     settings = request.settings(runners[0].task)
     out_dir = ensure_writable_dir(request.out or request.default_out("parity", runners))

@@ -147,5 +147,5 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], TrainState
         raise IPTError(f"{str(path)!r} is a weights file, not a training checkpoint (no {STATE_KEY!r}); "
                        "use it with train.init / --init instead of --resume")
     spec_json = content.pop(SPEC_KEY, None)
-    tensors = {k: v.asnumpy() for k, v in content.items() if hasattr(v, "asnumpy")}
+    tensors = {k: v for k, v in content.items() if isinstance(v, np.ndarray)}
     return tensors, TrainState.from_json(text, str(path)), spec_json if isinstance(spec_json, str) else None

@@ -167,3 +167,26 @@ def test_failed_write_keeps_the_existing_file(tmp_path, tiny_spec, tiny_state, m
 def test_unknown_extension(tmp_path, tiny_pt):
     with pytest.raises(IPTError, match="unknown weights extension"):
         convert_file(tiny_pt, tmp_path / "out.h5")
+
+
+def test_content_decides_over_a_misleading_extension(tmp_path, tiny_pt, tiny_ckpt):
+    (tmp_path / "a.ckpt").write_bytes(tiny_pt.read_bytes())
+    with pytest.raises(IPTError, match="a.ckpt' is named .ckpt but holds a PyTorch .*rename it to .pt"):
+        read_weight_file(tmp_path / "a.ckpt")
+    (tmp_path / "b.pt").write_bytes(tiny_ckpt.read_bytes())
+    with pytest.raises(IPTError, match="rename it to .ckpt"):
+        read_weight_file(tmp_path / "b.pt")
+
+
+def test_safetensors_header_length_starting_like_a_pickle(tmp_path, tiny_spec, tiny_state):
+    """A header whose length's low byte is 0x80 must not be taken for a pickle."""
+    import json
+    import struct
+
+    value = tiny_state["head.0.0.bias"]
+    header = {"head.0.0.bias": {"dtype": "F32", "shape": list(value.shape), "data_offsets": [0, value.nbytes]}}
+    text = json.dumps(header).encode()
+    text += b" " * (0x180 - len(text))
+    (tmp_path / "w.safetensors").write_bytes(struct.pack("<Q", len(text)) + text + value.tobytes())
+    weights = read_weight_file(tmp_path / "w.safetensors")
+    np.testing.assert_array_equal(weights.arrays["head.0.0.bias"], value)
