@@ -57,3 +57,22 @@ def save_figure(fig, path: str | os.PathLike) -> Path:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
+
+
+def remove_stale_partials(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files `atomic_output` leaves when a process is killed mid-write
+    (``.NAME.partial-*``) in `directory` (not recursive); returns what was removed.
+
+    Call it only where no other process can be writing: e.g. a training run's own
+    directory at start-up.
+    """
+    directory = Path(directory)
+    removed = []
+    if not directory.is_dir():
+        return removed
+    for path in directory.iterdir():
+        if path.name.startswith(".") and ".partial-" in path.name and path.is_file() and not path.is_symlink():
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed.append(path)
+    return removed

@@ -41,8 +41,12 @@ def add_quiet_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def setup_logging(quiet: bool = False) -> None:
-    """Warnings from the library (image conversions, skipped files) go to stderr, one line each."""
-    logging.basicConfig(level=logging.ERROR if quiet else logging.INFO, format="ipt-ms: %(message)s")
+    """Warnings from the library (image conversions, skipped files) go to stderr, one line each.
+
+    -q filters the console handler, not the loggers, so a run's train.log still gets them."""
+    logging.basicConfig(level=logging.INFO, format="ipt-ms: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(logging.ERROR if quiet else logging.INFO)
 
 
 def existing_file(path: str, what: str = "file") -> Path:
