@@ -8,10 +8,11 @@ two signals away from every thread and wait for them in a thread of their own:
 * `install()` (called by `ipt-ms` first thing, before NumPy or MindSpore start any
   thread) blocks SIGINT and SIGTERM in the calling thread, which every thread started
   later inherits, and starts a watcher thread that receives them with
-  `signal.sigwaitinfo`. Some MindSpore threads unblock SIGINT again, and its handler
-  then sends the process SIGTERM; a SIGTERM the process sent itself is therefore read as
-  the SIGINT it stands for, so the signal number (2 or 15) is known exactly. Forked children (data-loading processes) get the signals
-  unblocked and their default handlers back.
+  `signal.sigwaitinfo`, so MindSpore's handler is never invoked and the signal number
+  (2 or 15) is known exactly. (Should a thread that predates `install()` still take a
+  SIGINT, MindSpore's handler answers it by sending the process SIGTERM; a SIGTERM the
+  process sent itself is therefore read as the SIGINT it stands for.) Forked children
+  (data-loading processes) get the signals unblocked and their default handlers back.
 * Normally the first signal interrupts the main thread: `Interrupted` (a
   KeyboardInterrupt) is raised at the next Python instruction, so `restore` and `eval`
   stop between tiles or images, their atomic writers discard temporary files, and the
