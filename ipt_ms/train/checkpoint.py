@@ -22,6 +22,7 @@ deletes the newer ones; "latest" means the most recently written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
@@ -161,9 +162,13 @@ def save_checkpoint(directory: str | Path, tensors: dict[str, np.ndarray], state
     directory = Path(directory)
     path = directory / checkpoint_name(state.global_step)
     try:
-        write_ms_checkpoint(path, tensors, {STATE_KEY: state.to_json(), SPEC_KEY: spec_json})
+        with _mindspore_log_silenced():  # its "[CRITICAL] Failed to save" line would repeat ours
+            write_ms_checkpoint(path, tensors, {STATE_KEY: state.to_json(), SPEC_KEY: spec_json})
     except (OSError, RuntimeError) as err:
         from ipt_ms.errors import first_line
+        from ipt_ms.fileio import remove_stale_partials
+
+        remove_stale_partials(directory)  # MindSpore's own temporary file as well as ours
 
         reason = err.strerror if isinstance(err, OSError) and err.strerror else first_line(err)
         raise IPTError(f"cannot write checkpoint {path}: {reason}; the checkpoints already in {directory} are "
@@ -177,6 +182,23 @@ def save_checkpoint(directory: str | Path, tensors: dict[str, np.ndarray], state
         if old != path:
             old.unlink(missing_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def _mindspore_log_silenced():
+    logger = None
+    with contextlib.suppress(Exception):
+        from mindspore import log as ms_log
+
+        logger = ms_log._get_logger()
+    disabled = logger.disabled if logger is not None else None
+    if logger is not None:
+        logger.disabled = True
+    try:
+        yield
+    finally:
+        if logger is not None:
+            logger.disabled = disabled
 
 
 def newest_readable(directory: str | Path) -> tuple[Path, tuple] | None:
