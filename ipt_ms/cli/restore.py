@@ -74,13 +74,22 @@ def run(args) -> int:
                                        **architecture_overrides(args))
     task = spec.task_names[predictor.task_idx]
     show = not args.quiet and len(images) > 1
-    for path, image in progress_bar(list(zip(paths, images)), desc="images", unit="img", enable=show):
-        out = restore_array(predictor, image, scale=predictor.scale, patch=spec.patch_size, protocol=args.protocol)
-        target = out_dir / f"{Path(path).stem}_{task}.png"
-        with atomic_output(target) as tmp:
-            write_image(tmp, out)
-        if args.save_raw:
-            with atomic_output(target.with_suffix(".npy")) as tmp, open(tmp, "wb") as fh:
-                np.save(fh, out.astype(np.float32))
-        print(f"{path} -> {target} ({image.shape[1]}x{image.shape[0]} -> {out.shape[1]}x{out.shape[0]})")
+    done = 0
+    try:
+        for path, image in progress_bar(list(zip(paths, images)), desc="images", unit="img", enable=show):
+            out = restore_array(predictor, image, scale=predictor.scale, patch=spec.patch_size,
+                                protocol=args.protocol)
+            target = out_dir / f"{Path(path).stem}_{task}.png"
+            with atomic_output(target) as tmp:
+                write_image(tmp, out)
+            if args.save_raw:
+                with atomic_output(target.with_suffix(".npy")) as tmp, open(tmp, "wb") as fh:
+                    np.save(fh, out.astype(np.float32))
+            print(f"{path} -> {target} ({image.shape[1]}x{image.shape[0]} -> {out.shape[1]}x{out.shape[0]})")
+            done += 1
+    except KeyboardInterrupt as err:  # SIGINT/SIGTERM (ipt_ms.signals); atomic writes left no partial file
+        from ipt_ms.signals import add_detail
+
+        add_detail(err, f"{done} of {len(images)} image(s) written to {out_dir}")
+        raise
     return 0

@@ -230,7 +230,6 @@ def evaluate(sets: list[EvalSet], runners: list[Runner], settings: EvalSettings,
     Images already in ``out_dir/results.jsonl`` (same settings) are not recomputed, unless
     --save-images asks for an output file that is missing.
     """
-    from ipt_ms.progress import progress_bar
 
     if not runners:
         raise IPTError("nothing to evaluate with: no runner")
@@ -238,6 +237,19 @@ def evaluate(sets: list[EvalSet], runners: list[Runner], settings: EvalSettings,
     log = ResultsLog(out_dir / RESULTS_FILE, run_settings(settings, runners), restart=restart)
     labels = [r.label for r in runners] if len(runners) > 1 else [None]
     records = []
+    try:
+        _evaluate_sets(sets, runners, settings, out_dir, log, labels, records, save_images, progress, hook)
+    except KeyboardInterrupt as err:  # SIGINT/SIGTERM (ipt_ms.signals): the log stays resumable
+        from ipt_ms.signals import add_detail
+
+        add_detail(err, f"{len(log.records)} image(s) kept in {log.path}; run the same command again to resume")
+        raise
+    return records
+
+
+def _evaluate_sets(sets, runners, settings, out_dir, log, labels, records, save_images, progress, hook) -> None:
+    from ipt_ms.progress import progress_bar
+
     for eval_set in sets:
         names = eval_set.names
         bar = progress_bar(range(len(names)), total=len(names), desc=eval_set.name, unit="img", enable=progress)
@@ -266,7 +278,6 @@ def evaluate(sets: list[EvalSet], runners: list[Runner], settings: EvalSettings,
                 record.update(hook(eval_set.name, pair, outputs, runs))
             log.append(record)
             records.append(record)
-    return records
 
 
 def _mean(values: list[float]) -> float | None:
