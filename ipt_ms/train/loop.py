@@ -103,6 +103,15 @@ class TrainResult:
         return lines
 
 
+class _Collect(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 def amp_level(cfg: TrainConfig, device: str) -> str:
     """'auto' means O2 (float16 cells, float32 loss) on GPU/Ascend and float32 on CPU."""
     if cfg.train.amp == "auto":
@@ -177,7 +186,13 @@ class Trainer:
         it; call it first to inspect the starting state."""
         if self._ready:
             return
-        self._setup()
+        collect = _Collect()  # start-up warnings (unreadable or grayscale images) also go to train.log
+        logging.getLogger("ipt_ms").addHandler(collect)
+        try:
+            self._setup()
+        finally:
+            logging.getLogger("ipt_ms").removeHandler(collect)
+        self._setup_records = collect.records
         self._ready = True
 
     def _setup(self) -> None:
@@ -368,7 +383,7 @@ class Trainer:
             jsonl = JsonlSink(self.run_dir, resumed)
             sinks.append(jsonl)
             result.metrics = jsonl.path
-            sinks.append(TextLogSink(self.run_dir, resumed))
+            sinks.append(TextLogSink(self.run_dir, resumed, earlier=getattr(self, "_setup_records", ())))
             if self.cfg.output.tensorboard:
                 sinks.append(TensorBoardSink(self.run_dir, resumed))
         except BaseException:
@@ -381,6 +396,7 @@ class Trainer:
         from ipt_ms import signals
         from ipt_ms.data.imageio import conversion_notes
 
+        notes_before = conversion_notes()
         self.setup()
         cfg, state, main = self.cfg, self.state, self.dist.is_main
         result = TrainResult(self.run_dir, state.global_step, state.epoch, self.dist.rank, self.dist.world_size)
@@ -428,7 +444,8 @@ class Trainer:
             result.global_step, result.epoch = state.global_step, state.epoch
             result.checkpoint = self.last_checkpoint
             result.skipped_batches = state.skipped_batches
-            result.image_notes = conversion_notes()
+            result.image_notes = {kind: n - notes_before.get(kind, 0) for kind, n in conversion_notes().items()
+                                  if n > notes_before.get(kind, 0)}
             for cb in self._sinks + self.callbacks:
                 cb.on_train_end(self, result)
         finally:

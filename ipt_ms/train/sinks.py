@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,12 +91,14 @@ class TensorBoardSink(Callback):
 class TextLogSink(Callback):
     """train.log: human-readable lines, plus every warning the library logs during the run."""
 
-    def __init__(self, run_dir: Path, resumed_step: int):
+    def __init__(self, run_dir: Path, resumed_step: int, earlier: Sequence[logging.LogRecord] = ()):
         self.path = run_dir / TEXT_LOG_FILE
         self.handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (kept open for the run)
         self.handler = logging.StreamHandler(self.handle)
         self.handler.setLevel(logging.INFO)
         self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+        for record in earlier:  # logged while the run was being set up
+            self.handler.handle(record)
         self.library = logging.getLogger("ipt_ms")
         self.library.addHandler(self.handler)
 
