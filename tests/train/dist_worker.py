@@ -4,7 +4,8 @@ Trains the tiny model on `ArraySource` batches (rank r gets rows r*b..(r+1)*b of
 global batch, so any worker count sees the same images) and saves to
 OUT/rank{r}_of{w}{TAG}.npz: copies of this rank's weights at the start, after step
 --keep-step (4) and at the end, the losses, and a digest of all weights after every
-step. Run without msrun it is the single-worker reference. It stops on SIGINT/SIGTERM like `ipt-ms train` (exit 130/143, one line).
+step. Run without msrun it is the single-worker reference. It stops on SIGINT/SIGTERM
+like `ipt-ms train` (exit 130/143, one line).
 
     dist_worker.py --config CFG --out DIR [--tag NAME] [--resume] [--set key=value ...]
 """
