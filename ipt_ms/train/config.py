@@ -16,6 +16,7 @@ from ipt_ms.errors import IPTError
 from ipt_ms.runtime import DEVICE_SPELLINGS
 from ipt_ms.spec import IPTSpec
 from ipt_ms.tasks import PRETRAIN_TASKS, parse_task
+from ipt_ms.tiling import PROTOCOLS
 
 #: Keys that may change between a checkpoint and the run that resumes from it: they do
 #: not alter the numbers of the steps already taken or still to come.
@@ -176,7 +177,7 @@ class ValConfig:
     holdout: int = option(0, min=0, help="with no `data`: training images held out and degraded per task")
     crop: Optional[int] = option(192, min=8, help="held-out images: centre crop of this many pixels per side")
     limit: Optional[int] = option(None, min=1, help="first N images of each set")
-    protocol: str = option("official", choices=("official", "zoo", "paper"))
+    protocol: str = option("official", choices=tuple(PROTOCOLS), help="tiling (`ipt_ms.tiling`)")
     ssim: bool = True
     strips: int = option(3, min=0, help="input | output | target strips per task logged to TensorBoard")
     best: bool = option(True, help="keep best_<task>.ckpt, the weights with the highest PSNR-Y so far")

@@ -540,6 +540,8 @@ class Trainer:
                     from signal import SIGTERM
 
                     result.interrupted = stop.requested or SIGTERM  # another rank received it
+                    if not main:  # rank 0 prints the "interrupted at step" line
+                        log.info("rank %d stops after step %d", self.dist.rank, state.global_step)
                     break
                 if state.global_step >= total_steps:
                     break
