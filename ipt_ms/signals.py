@@ -38,7 +38,7 @@ import threading
 from collections.abc import Iterator
 
 __all__ = ["STOP_SIGNALS", "Interrupted", "SignalWatcher", "add_detail", "exit_code", "install", "signal_name",
-           "watcher"]
+           "uninstall", "watcher"]
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -83,6 +83,7 @@ class SignalWatcher:
         self._raise_pending: int | None = None
         self._lock = threading.Lock()
         self._previous: dict[int, object] = {}
+        self._retired = False
 
     # ---------------------------------------------------------------- receiving
     def _receive(self, signum: int, in_main_thread: bool) -> None:
@@ -122,6 +123,9 @@ class SignalWatcher:
         while True:
             info = signal.sigwaitinfo(set(STOP_SIGNALS))
             signum = info.si_signo
+            if self._retired:  # `uninstall()`: hand the signal to the main thread's own handling
+                signal.pthread_kill(threading.main_thread().ident, signum)
+                continue
             if signum == signal.SIGTERM and info.si_pid == me:
                 # MindSpore unblocks SIGINT in some of its threads; its handler answers a
                 # SIGINT by sending this process SIGTERM. A SIGTERM from ourselves is that.
@@ -150,8 +154,12 @@ class SignalWatcher:
 
     @contextlib.contextmanager
     def deferred(self) -> Iterator[SignalWatcher]:
-        """Within the block a (first) signal only sets `requested`; the caller stops when it sees it."""
+        """Within the block a (first) signal only sets `requested`; the caller stops when it sees it.
+
+        A new outermost block starts with no request (a process may train twice)."""
         with self._lock:
+            if self._deferred == 0:
+                self.requested, self._count = None, 0
             self._deferred += 1
         try:
             yield self
@@ -188,6 +196,18 @@ def install() -> SignalWatcher:
     _WATCHER = SignalWatcher(blocking=True)
     _WATCHER._start()
     return _WATCHER
+
+
+def uninstall() -> None:
+    """Undo `install()`: handlers restored, signals unblocked (for processes that go on
+    to start children which must receive signals normally, e.g. a test runner)."""
+    global _WATCHER
+    if _WATCHER is None or threading.current_thread() is not threading.main_thread():
+        return
+    retired, _WATCHER = _WATCHER, None
+    retired._retired = True
+    retired._restore()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 @contextlib.contextmanager
