@@ -22,7 +22,9 @@ What is checked, each failure raising `ConfigError` with the dotted key:
   number nor a number as a bool; an int is accepted for a float. Strings that spell a
   number are accepted for float fields because YAML 1.1 (PyYAML) reads ``5e-5`` -- no
   dot -- as a string;
-* ranges and choices given to `option`;
+* ranges and choices given to `option`; NaN and infinity are never numbers here (they
+  would pass any ``> 0`` check);
+* duplicate keys in a YAML mapping (PyYAML would silently keep the last one);
 * a dataclass's own `validate()` method, for rules that involve several fields (raise
   `ConfigError` from it; `ConfigError.at(key)` helps with the message).
 
@@ -87,7 +89,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {str(path)!r}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except _DuplicateKeyError as err:
+        raise ConfigError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
@@ -100,6 +104,44 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
     return data
+
+
+class _DuplicateKeyError(Exception):
+    pass
+
+
+def _unique_key_loader():
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        """`yaml.SafeLoader` that refuses a key given twice in one mapping."""
+
+        def construct_mapping(self, node, deep=False):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if key in seen:
+                    line = key_node.start_mark.line + 1
+                    raise _DuplicateKeyError(f"key {key!r} appears twice in one section (lines {seen[key]} and "
+                                             f"{line}); the second would silently win")
+                seen[key] = key_node.start_mark.line + 1
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
+class _LazyLoader:
+    """Builds the loader class on first use (PyYAML is imported lazily)."""
+
+    _cls = None
+
+    def __call__(self, stream):
+        if _LazyLoader._cls is None:
+            _LazyLoader._cls = _unique_key_loader()
+        return _LazyLoader._cls(stream)
+
+
+_UniqueKeyLoader = _LazyLoader()
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -316,16 +358,19 @@ def _convert(tp: Any, value: Any, key: str, source: str | None) -> Any:
             return int(value)
         raise fail("an integer")
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
                 number = float(value)
             except ValueError:
                 raise fail("a number") from None
-            if not math.isnan(number):
-                return number
-        raise fail("a number")
+        if number is None:
+            raise fail("a number")
+        if not math.isfinite(number):
+            raise ConfigError.at(key, f"expected a finite number, got {value!r}", source)
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -384,9 +429,13 @@ def _check_limits(metadata: Mapping[str, Any], value: Any, key: str, source: str
             bad = item < lo if metadata.get("min_inclusive", True) else item <= lo
             if bad:
                 op = ">=" if metadata.get("min_inclusive", True) else ">"
-                raise ConfigError.at(where, f"must be {op} {lo:g}, got {item!r}", source)
+                raise ConfigError.at(where, f"must be {op} {_bound(lo)}, got {item!r}", source)
         if hi is not None:
             bad = item > hi if metadata.get("max_inclusive", True) else item >= hi
             if bad:
                 op = "<=" if metadata.get("max_inclusive", True) else "<"
-                raise ConfigError.at(where, f"must be {op} {hi:g}, got {item!r}", source)
+                raise ConfigError.at(where, f"must be {op} {_bound(hi)}, got {item!r}", source)
+
+
+def _bound(limit: float) -> str:
+    return str(limit) if isinstance(limit, int) else f"{limit:g}"

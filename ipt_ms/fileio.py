@@ -330,3 +330,4 @@ def save_figure(fig, path: str | os.PathLike) -> Path:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
+

@@ -9,43 +9,50 @@
 # collective backend from the device: HCCL on Ascend, NCCL on GPU, MCCL on CPU. The
 # config's data.batch_size is the global batch, split evenly over the workers; rank 0
 # alone logs, writes checkpoints and exports. Resume with the same command plus --resume.
+# Ctrl-C or SIGTERM: every worker finishes the same step, rank 0 writes a checkpoint, exit
+# 130/143; a second one aborts at once. A taken port, a worker that exits or a scheduler
+# that cannot start stop the launch within seconds, naming the cause.
 #
 # Environment (all optional):
 #   LOCAL_WORKERS   workers on this node (default NUM_WORKERS: single node)
 #   NODE_RANK       this node's index for multi-node runs (default: assigned by msrun)
-#   MASTER_ADDR     scheduler host (default 127.0.0.1)   MASTER_PORT (default 8118)
-#   LOG_DIR         per-worker logs worker_N.log (default runs/msrun_logs)
+#   MASTER_ADDR     scheduler host (default 127.0.0.1)
+#   MASTER_PORT     scheduler port (default: a free one on a single node; required on several)
+#   LOG_DIR         msrun.log, scheduler.log, worker_N.log (default runs/msrun_logs)
 #   CLUSTER_TIMEOUT seconds to wait for all workers to join (default 600)
+#   SHOW_WORKER_LOG 1 (default): rank 0's log on the console; 0: quiet
 #   TRAIN_ENTRY     Python script each worker runs (default: the ipt-ms CLI with `train`)
 #   PYTHON          interpreter of the project's environment (default: python3 on PATH); its
 #                   folder goes first on PATH because msrun starts workers as `python ...`
 set -euo pipefail
 
+say() { echo "train_distributed.sh: $*" >&2; }
+
 if [[ $# -lt 2 ]]; then
-    sed -n '2,20p' "$0" >&2
+    sed -n '2,27p' "$0" >&2
     exit 2
 fi
 NUM_WORKERS=$1
 CONFIG=$2
 shift 2
 if ! [[ "$NUM_WORKERS" =~ ^[1-9][0-9]*$ ]]; then
-    echo "train_distributed.sh: NUM_WORKERS must be a positive integer, got '$NUM_WORKERS'" >&2
+    say "NUM_WORKERS must be a positive integer, got '$NUM_WORKERS'"
     exit 2
 fi
 if [[ ! -f "$CONFIG" ]]; then
-    echo "train_distributed.sh: config not found: $CONFIG" >&2
+    say "config not found: $CONFIG"
     exit 2
 fi
 PYTHON=$(command -v "${PYTHON:-python3}" || true)
 if [[ -z "$PYTHON" ]]; then
-    echo "train_distributed.sh: Python interpreter not found (set PYTHON=/path/to/venv/bin/python)" >&2
+    say "Python interpreter not found (set PYTHON=/path/to/venv/bin/python)"
     exit 2
 fi
 # msrun starts every worker as `python SCRIPT ...` from PATH: put this interpreter's folder first
 PY_BIN=$(dirname "$PYTHON")
 export PATH="$PY_BIN:$PATH"
 if ! python -c 'import ipt_ms' 2>/dev/null; then
-    echo "train_distributed.sh: 'python' in $PY_BIN cannot import ipt_ms (activate the project's venv or set PYTHON)" >&2
+    say "'python' in $PY_BIN cannot import ipt_ms (activate the project's venv or set PYTHON)"
     exit 2
 fi
 MSRUN=${MSRUN:-$PY_BIN/msrun}
@@ -53,18 +60,52 @@ if [[ ! -x "$MSRUN" ]]; then
     MSRUN=$(command -v msrun || true)
 fi
 if [[ -z "$MSRUN" ]]; then
-    echo "train_distributed.sh: msrun not found (it comes with the mindspore package)" >&2
+    say "msrun not found (it comes with the mindspore package)"
     exit 2
 fi
 
 LOCAL_WORKERS=${LOCAL_WORKERS:-$NUM_WORKERS}
 MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-MASTER_PORT=${MASTER_PORT:-8118}
 LOG_DIR=${LOG_DIR:-runs/msrun_logs}
 CLUSTER_TIMEOUT=${CLUSTER_TIMEOUT:-600}
+SHOW_WORKER_LOG=${SHOW_WORKER_LOG:-1}
 NODE_ARGS=()
 if [[ -n "${NODE_RANK:-}" ]]; then
     NODE_ARGS=(--node_rank="$NODE_RANK")
+fi
+SINGLE_NODE=0
+if [[ -z "${NODE_RANK:-}" && "$LOCAL_WORKERS" == "$NUM_WORKERS" ]]; then
+    SINGLE_NODE=1
+fi
+
+# The scheduler's port: a free one on a single node; checked here before anything starts
+# (a taken port otherwise leaves the workers retrying for CLUSTER_TIMEOUT seconds).
+PORT_CHECK='
+import errno, socket, sys
+addr, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket()
+try:
+    s.bind((addr, port))
+except OSError as err:
+    sys.exit(3 if err.errno == errno.EADDRINUSE else 4 if err.errno == errno.EADDRNOTAVAIL else 5)
+print(s.getsockname()[1])
+'
+if [[ -z "${MASTER_PORT:-}" ]]; then
+    if [[ $SINGLE_NODE != 1 ]]; then
+        say "set MASTER_PORT: every node of a multi-node run must use the same scheduler port"
+        exit 2
+    fi
+    MASTER_PORT=$("$PYTHON" -c "$PORT_CHECK" "$MASTER_ADDR" 0) || {
+        say "MASTER_ADDR $MASTER_ADDR is not an address of this machine"
+        exit 2
+    }
+else
+    check=0
+    "$PYTHON" -c "$PORT_CHECK" "$MASTER_ADDR" "$MASTER_PORT" > /dev/null || check=$?
+    if [[ $check == 3 ]]; then
+        say "MASTER_PORT $MASTER_PORT on $MASTER_ADDR is already in use; choose another, or leave MASTER_PORT unset for a free one"
+        exit 2
+    fi  # 4: the scheduler runs on another host (MASTER_ADDR is not local): nothing to check here
 fi
 if [[ -n "${TRAIN_ENTRY:-}" ]]; then
     ENTRY=("$TRAIN_ENTRY")
@@ -74,18 +115,100 @@ fi
 
 export GLOG_v=${GLOG_v:-3}  # MindSpore C++ log level: warnings and below off
 mkdir -p "$LOG_DIR"
-echo "msrun: $NUM_WORKERS worker(s) ($LOCAL_WORKERS on this node), scheduler $MASTER_ADDR:$MASTER_PORT, logs in $LOG_DIR" >&2
-status=0
-"$MSRUN" --worker_num="$NUM_WORKERS" --local_worker_num="$LOCAL_WORKERS" \
+rm -f "$LOG_DIR"/worker_*.log "$LOG_DIR/scheduler.log"
+say "$NUM_WORKERS worker(s) ($LOCAL_WORKERS on this node), scheduler $MASTER_ADDR:$MASTER_PORT, logs in $LOG_DIR"
+
+# msrun in a session of its own: a Ctrl-C reaches this script only, which forwards it to
+# the workers (msrun itself would SIGKILL them mid-step).
+setsid "$MSRUN" --worker_num="$NUM_WORKERS" --local_worker_num="$LOCAL_WORKERS" \
     --master_addr="$MASTER_ADDR" --master_port="$MASTER_PORT" "${NODE_ARGS[@]}" \
-    --log_dir="$LOG_DIR" --join=True --cluster_time_out="$CLUSTER_TIMEOUT" \
-    "${ENTRY[@]}" --config "$CONFIG" "$@" || status=$?
+    --log_dir="$LOG_DIR" --join=True --cluster_time_out="$CLUSTER_TIMEOUT" --tail_worker_log=0 \
+    "${ENTRY[@]}" --config "$CONFIG" "$@" > "$LOG_DIR/msrun.log" 2>&1 &
+MSRUN_PID=$!
+TAIL_PID=
+if [[ $SHOW_WORKER_LOG == 1 ]]; then
+    tail -n +1 -F "$LOG_DIR/worker_0.log" 2>/dev/null >&2 &
+    TAIL_PID=$!
+fi
+
+children() {  # "pid sid state command" of msrun's live children (exited ones linger as zombies)
+    ps -o pid=,sid=,stat=,comm= --ppid "$MSRUN_PID" 2>/dev/null | awk '$3 !~ /^Z/' || true
+}
+workers() {  # msrun starts each worker in a session of its own
+    children | awk '$1 == $2 {print $1}'
+}
+scheduler_alive() {
+    [[ -n "$(children | awk '$1 != $2 && $4 != "tail" {print $1}')" ]]
+}
+stop_all() {
+    local pids
+    pids=$(workers)
+    [[ -n "$pids" ]] && kill -KILL $pids 2>/dev/null || true
+    kill -KILL -- "-$MSRUN_PID" 2>/dev/null || true
+    [[ -n "$TAIL_PID" ]] && kill "$TAIL_PID" 2>/dev/null || true
+    wait "$MSRUN_PID" 2>/dev/null || true
+}
+show_log() {
+    [[ -f "$1" ]] || return 0
+    echo "== last lines of $1" >&2
+    grep -v '^\s*$' "$1" | tail -n "${2:-15}" >&2 || true
+}
+
+STOPPING=
+on_signal() {
+    local sig=$1 pids
+    pids=$(workers)
+    if [[ -n "$STOPPING" || -z "$pids" ]]; then  # a second signal, or no worker yet: abort now
+        [[ -n "$pids" ]] && kill -s "$sig" $pids 2>/dev/null || true
+        sleep 0.2
+        stop_all
+        say "aborted by a second SIG$sig"
+        exit $((128 + $(kill -l "$sig")))
+    fi
+    STOPPING=$sig
+    kill -s "$sig" $pids 2>/dev/null || true  # each worker finishes the step all of them agree on
+}
+trap 'on_signal INT' INT
+trap 'on_signal TERM' TERM
+
+FAIL=
+while kill -0 "$MSRUN_PID" 2>/dev/null; do
+    if [[ -n "$STOPPING" ]]; then
+        [[ -z "$(workers)" ]] && break
+    elif line=$(grep -m1 -E 'Worker process [0-9]+ exit with exception' "$LOG_DIR/msrun.log" 2>/dev/null); then
+        code=$(sed -E 's/.*Error code: (-?[0-9]+).*/\1/' <<< "$line")
+        cause=$(grep -h -m1 -E 'error: |Error: ' "$LOG_DIR"/worker_*.log 2>/dev/null | head -n1 || true)
+        FAIL="a worker exited with status $code${cause:+: $cause}"
+        break
+    elif [[ -f "$LOG_DIR/scheduler.log" ]] && ! scheduler_alive && [[ -n "$(workers)" ]]; then
+        cause=$(grep -h -m1 -E 'Failed to call bind|\[ERROR\]|Error' "$LOG_DIR/scheduler.log" | cut -c1-300 || true)
+        FAIL="the scheduler exited${cause:+: $cause}"
+        break
+    fi
+    sleep 0.5 &
+    wait $! || true
+done
+
+if [[ -n "$FAIL" ]]; then
+    stop_all
+    say "$FAIL"
+    show_log "$LOG_DIR/scheduler.log"
+    for log in "$LOG_DIR"/worker_*.log; do show_log "$log" 8; done
+    exit 1
+fi
+if [[ -n "$STOPPING" ]]; then
+    stop_all  # the workers are done; msrun would wait for the scheduler's heartbeat timeout
+    line=$(grep -h -E '^interrupted at step' "$LOG_DIR/worker_0.log" 2>/dev/null | tail -n1 || true)
+    say "${line:-stopped by SIG$STOPPING}"
+    exit $((128 + $(kill -l "$STOPPING")))
+fi
+status=0
+wait "$MSRUN_PID" || status=$?
+[[ -n "$TAIL_PID" ]] && { sleep 0.3; kill "$TAIL_PID" 2>/dev/null || true; }
 if [[ $status -ne 0 ]]; then
-    echo "train_distributed.sh: msrun failed (exit $status); last lines of the worker logs:" >&2
-    for log in "$LOG_DIR"/worker_*.log; do
-        [[ -f "$log" ]] || continue
-        echo "== $log" >&2
-        tail -n 15 "$log" >&2
-    done
+    say "msrun failed (exit $status)"
+    show_log "$LOG_DIR/msrun.log"
+    show_log "$LOG_DIR/scheduler.log"
+    for log in "$LOG_DIR"/worker_*.log; do show_log "$log"; done
 fi
 exit $status

@@ -24,6 +24,16 @@ def _mindspore_cpu():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _signals_back_to_normal():
+    """`ipt_ms.cli.main()` called in-process blocks SIGINT/SIGTERM for the whole process
+    (ipt_ms.signals); undo it so later subprocesses (bash, msrun) do not inherit the block."""
+    yield
+    from ipt_ms import signals
+
+    signals.uninstall()
+
+
 @pytest.fixture(params=["pynative", "graph"])
 def ms_mode(request):
     """Run a test in both MindSpore execution modes."""

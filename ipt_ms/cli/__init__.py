@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ipt_ms import signals
+
+    signals.install()  # first: before NumPy/MindSpore start threads (see ipt_ms.signals)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -52,9 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     except IPTError as err:
         print(f"ipt-ms {args.command}: error: {err}", file=sys.stderr)
         return err.exit_code
-    except KeyboardInterrupt:
-        print(f"ipt-ms {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:  # ipt_ms.signals.Interrupted for SIGINT/SIGTERM
+        from ipt_ms.signals import exit_code, signal_name
+
+        signum = getattr(err, "signum", 2)
+        detail = getattr(err, "detail", "") or getattr(err, "ipt_detail", "")
+        print(f"ipt-ms {args.command}: interrupted by {signal_name(signum)}" + (f": {detail}" if detail else ""),
+              file=sys.stderr)
+        return exit_code(signum)
     return int(code or 0)
 
 

@@ -90,8 +90,19 @@ def add_quiet_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def setup_logging(quiet: bool = False) -> None:
-    """Warnings from the library (image conversions, skipped files) go to stderr, one line each."""
-    logging.basicConfig(level=logging.ERROR if quiet else logging.INFO, format="ipt-ms: %(message)s")
+    """Warnings from the library (image conversions, skipped files) go to stderr, one line each.
+
+    -q raises the level of the console handler only, not of the library's loggers, so a
+    training run's train.log still gets every line; handlers that others attached (a test
+    runner's) are left alone."""
+    logging.getLogger("ipt_ms").setLevel(logging.INFO)
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="ipt-ms: %(message)s")
+        root.handlers[0].ipt_console = True
+    for handler in root.handlers:
+        if getattr(handler, "ipt_console", False):
+            handler.setLevel(logging.ERROR if quiet else logging.INFO)
 
 
 def existing_file(path: str, what: str = "file") -> Path:

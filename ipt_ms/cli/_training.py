@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ipt_ms.cli._common import add_quiet_arg, positive_int, setup_logging
 
@@ -27,6 +28,9 @@ def run_training(args: argparse.Namespace, kind: str | None, init: str | None = 
     """Load the config with the command-line overrides and train; prints where results went.
 
     `kind` forces pretrain/finetune; None trains whatever the config's `kind` says."""
+    from ipt_ms import signals
+
+    signals.install()  # before MindSpore starts its threads: SIGINT/SIGTERM stop after the current step
     from ipt_ms.config import load_yaml
     from ipt_ms.errors import IPTError
     from ipt_ms.train.config import load_train_config
@@ -34,7 +38,7 @@ def run_training(args: argparse.Namespace, kind: str | None, init: str | None = 
 
     setup_logging(args.quiet)
     written = load_yaml(args.config).get("kind")
-    if kind and written not in (None, kind):
+    if kind and written in ("pretrain", "finetune") and written != kind:
         raise IPTError(f"{args.config} is a {written} config: use `ipt-ms {written}` or `ipt-ms train`")
     overrides = [f"kind={kind}"] if kind and written is None else []
     for key, value in (("train.device", args.device), ("train.mode", args.mode), ("train.max_steps", args.max_steps)):
@@ -49,7 +53,11 @@ def run_training(args: argparse.Namespace, kind: str | None, init: str | None = 
     if args.data:
         cfg.data.root = args.data
     result = train(cfg, resume=args.resume, quiet=args.quiet)
+    if result.interrupted is not None:
+        if result.rank == 0:  # one line, on stderr like every other stop
+            print(f"interrupted at step {result.global_step}: checkpoint {result.checkpoint}; continue with --resume",
+                  file=sys.stderr)
+        return signals.exit_code(result.interrupted)
     if result.rank == 0:
-        print(f"step {result.global_step}: weights {result.weights}, checkpoint {result.checkpoint}, "
-              f"metrics {result.metrics}" + (f", plot {result.plot}" if result.plot else ""))
+        print("\n".join(result.summary_lines()))
     return 0

@@ -141,15 +141,23 @@ def run(args) -> int:
     task = spec.task_names[predictor.task_idx]
     plan = plan_outputs(paths, out_dir, task, args.save_raw, args.overwrite)
     show = not args.quiet and len(images) > 1
-    with output_dir(out_dir):  # a new folder is removed again if the first write fails
-        for path, image, (png, npy) in progress_bar(list(zip(paths, images, plan)), desc="images", unit="img",
-                                                    enable=show):
-            out = restore_array(predictor, image, scale=predictor.scale, patch=spec.patch_size,
-                                protocol=args.protocol)
-            with atomic_outputs([png] + ([npy] if npy else [])) as tmps:  # both files or neither
-                write_image(tmps[0], out, atomic=False)
-                if npy:
-                    with open(tmps[1], "wb") as fh:
-                        np.save(fh, out.astype(np.float32))
-            print(f"{path} -> {png} ({image.shape[1]}x{image.shape[0]} -> {out.shape[1]}x{out.shape[0]})")
+    done = 0
+    try:
+        with output_dir(out_dir):  # a new folder is removed again if the first write fails
+            for path, image, (png, npy) in progress_bar(list(zip(paths, images, plan)), desc="images",
+                                                        unit="img", enable=show):
+                out = restore_array(predictor, image, scale=predictor.scale, patch=spec.patch_size,
+                                    protocol=args.protocol)
+                with atomic_outputs([png] + ([npy] if npy else [])) as tmps:  # both files or neither
+                    write_image(tmps[0], out, atomic=False)
+                    if npy:
+                        with open(tmps[1], "wb") as fh:
+                            np.save(fh, out.astype(np.float32))
+                print(f"{path} -> {png} ({image.shape[1]}x{image.shape[0]} -> {out.shape[1]}x{out.shape[0]})")
+                done += 1
+    except KeyboardInterrupt as err:  # SIGINT/SIGTERM (ipt_ms.signals); atomic writes left no partial file
+        from ipt_ms.signals import add_detail
+
+        add_detail(err, f"{done} of {len(images)} image(s) written to {out_dir}")
+        raise
     return 0

@@ -268,10 +268,10 @@ def _read_16bit_cv2(path: Path, raw: bytes) -> np.ndarray:
 def _to_rgb8(arr: np.ndarray, path: Path) -> np.ndarray:
     """Any HxW / HxWxC numeric array -> HxWx3 uint8 (warning on lossy conversions)."""
     if arr.dtype == np.uint16 or (arr.dtype.kind in "iu" and arr.dtype.itemsize > 1):
-        log.warning("%s: 16-bit image converted to 8-bit (round(v/257))", path)
+        _note_once(path, "16-bit", logging.WARNING, "16-bit image converted to 8-bit (round(v/257))")
         arr = _sixteen_to_eight(np.clip(arr, 0, 65535))
     elif arr.dtype.kind == "f":
-        log.warning("%s: floating-point image converted to 8-bit", path)
+        _note_once(path, "floating-point", logging.WARNING, "floating-point image converted to 8-bit")
         arr = arr.astype(np.float64)
         if np.nanmax(arr) <= 1.0:
             arr = arr * 255.0
@@ -281,15 +281,35 @@ def _to_rgb8(arr: np.ndarray, path: Path) -> np.ndarray:
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.shape[2] in (2, 4):
-        log.warning("%s: alpha channel dropped (colour values kept as stored)", path)
+        _note_once(path, "alpha", logging.WARNING, "alpha channel dropped (colour values kept as stored)")
     if arr.shape[2] == 2:  # gray + alpha
         arr = arr[:, :, :1]
     if arr.shape[2] == 1:
-        log.info("%s: grayscale image, processed as RGB (channel replicated)", path)
+        _note_once(path, "grayscale", logging.INFO, "grayscale image, processed as RGB (channel replicated)")
         arr = np.repeat(arr, 3, axis=2)
     elif arr.shape[2] > 3:
         arr = arr[:, :, :3]
     return np.ascontiguousarray(arr, dtype=np.uint8)
+
+
+_NOTED: set[tuple[str, str]] = set()
+
+
+def _note_once(path: os.PathLike | str, kind: str, level: int, message: str) -> None:
+    """Log a conversion of `path` once per process, however often the file is read (a
+    training run reads each file thousands of times); `conversion_notes` counts them."""
+    key = (str(path), kind)
+    if key not in _NOTED:
+        _NOTED.add(key)
+        log.log(level, "%s: %s", path, message)
+
+
+def conversion_notes() -> dict[str, int]:
+    """Files this process read with a conversion, by kind (grayscale, 16-bit, alpha, ...)."""
+    counts: dict[str, int] = {}
+    for _, kind in _NOTED:
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
 
 
 def _pil_to_array(im: Image.Image) -> np.ndarray:
@@ -413,10 +433,38 @@ def read_image(path: os.PathLike | str, writable: bool = True) -> np.ndarray:
     return _to_rgb8(arr, path)
 
 
-def image_size(path: os.PathLike | str) -> tuple[int, int]:
-    """(H, W) from the file header without decoding the pixels (cheap folder validation)."""
-    header = image_header(path)
+def image_size(path: os.PathLike | str, note_conversions: bool = False) -> tuple[int, int]:
+    """(H, W) from the file header without decoding the pixels (cheap folder validation).
+
+    `note_conversions` also logs, once per file, the conversions `read_image` will apply
+    (grayscale, alpha, 16-bit, float), so a training run warns at start-up instead of
+    in its data workers."""
+    header = image_header(path)  # the pixel limit and one-line errors, as for every read
+    if note_conversions:
+        with contextlib.suppress(UnidentifiedImageError, *_READ_ERRORS), Image.open(path) as im:
+            _note_header(im, Path(path))
     return header.height, header.width
+
+
+_MODE_NOTES = {"L": ("grayscale",), "1": ("grayscale",), "LA": ("grayscale", "alpha"), "La": ("grayscale", "alpha"),
+               "RGBA": ("alpha",), "RGBa": ("alpha",), "PA": ("alpha",), "I": ("16-bit", "grayscale"),
+               "F": ("floating-point", "grayscale")}
+
+
+def _note_header(im: Image.Image, path: Path) -> None:
+    kinds = list(_MODE_NOTES.get(im.mode, ()))
+    if im.mode.startswith("I;16"):
+        kinds += ["16-bit", "grayscale"]
+    elif im.format == "PNG" and "16-bit" not in kinds and (png_header(path) or (0, 0, 0))[2] == 16:
+        kinds.append("16-bit")
+    if im.mode == "P" and "transparency" in im.info:
+        kinds.append("alpha")
+    messages = {"grayscale": (logging.INFO, "grayscale image, processed as RGB (channel replicated)"),
+                "alpha": (logging.WARNING, "alpha channel dropped (colour values kept as stored)"),
+                "16-bit": (logging.WARNING, "16-bit image converted to 8-bit (round(v/257))"),
+                "floating-point": (logging.WARNING, "floating-point image converted to 8-bit")}
+    for kind in kinds:
+        _note_once(path, kind, *messages[kind])
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:

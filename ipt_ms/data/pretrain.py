@@ -116,7 +116,7 @@ def scan_images(
     # A progress bar only for big trees (ImageNet: ~1.3M headers, about a minute).
     for p in tqdm(paths, desc="checking images", unit="img", disable=len(paths) < 20000):
         try:
-            h, w = image_size(p)
+            h, w = image_size(p, note_conversions=True)
         except ImageReadError as err:
             log.warning("skipping unreadable image %s: %s", p, err.reason)
             unreadable += 1
@@ -482,15 +482,29 @@ class PairedPatchSource(BatchSource):
             raise IPTError(f"pairs are x{self.scale} but task {self.tasks[0].name} is x{self.tasks[0].scale}")
         self.augment = bool(augment)
         self.store = store or ImageStore(memory_mb=512)
+        self._bad: set[int] = set()
         self._check_len()
 
     def _num_items(self) -> int:
         return len(self.entries)
 
+    def _load_pair(self, item: int, rng: np.random.Generator):
+        """Decode pair ``item``; an undecodable pair is replaced by a random other one
+        (drawn from ``rng``, so the choice is the same in every run and after resume)."""
+        for _ in range(16):
+            entry = self.entries[item]
+            if item not in self._bad:
+                try:
+                    return entry, self.store.load(entry.lq), self.store.load(entry.gt)
+                except ImageReadError as err:
+                    self._bad.add(item)
+                    log.warning("skipping pair %s: %s (%d skipped so far in this process)", err.path, err.reason,
+                                len(self._bad))
+            item = int(rng.integers(len(self.entries)))
+        raise IPTError(f"too many unreadable pairs in the training set (last tried {self.entries[item].lq})")
+
     def _make_sample(self, item: int, task_pos: int, rng: np.random.Generator):
-        entry = self.entries[item]
-        lq = self.store.load(entry.lq)
-        gt = self.store.load(entry.gt)
+        entry, lq, gt = self._load_pair(item, rng)
         s, p = self.scale, self.patch_size
         h, w = lq.shape[:2]
         if gt.shape[0] < h * s or gt.shape[1] < w * s:

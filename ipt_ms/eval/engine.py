@@ -248,7 +248,6 @@ def evaluate(sets: list[EvalSet], runners: list[Runner], settings: EvalSettings,
     Images already in ``out_dir/results.jsonl`` (same settings) are not recomputed, unless
     --save-images asks for an output file that is missing.
     """
-    from ipt_ms.progress import progress_bar
 
     if not runners:
         raise IPTError("nothing to evaluate with: no runner")
@@ -257,6 +256,21 @@ def evaluate(sets: list[EvalSet], runners: list[Runner], settings: EvalSettings,
     labels = [r.label for r in runners] if len(runners) > 1 else [None]
     base_label = baseline_label(settings)
     records = []
+    try:
+        _evaluate_sets(sets, runners, settings, out_dir, log, labels, records, save_images, progress, hook,
+                       base_label if baseline else None)
+    except KeyboardInterrupt as err:  # SIGINT/SIGTERM (ipt_ms.signals): the log stays resumable
+        from ipt_ms.signals import add_detail
+
+        add_detail(err, f"{len(log.records)} image(s) kept in {log.path}; run the same command again to resume")
+        raise
+    return records
+
+
+def _evaluate_sets(sets, runners, settings, out_dir, log, labels, records, save_images, progress, hook,
+                   base_label) -> None:
+    from ipt_ms.progress import progress_bar
+
     for eval_set in sets:
         names = eval_set.names
         bar = progress_bar(range(len(names)), total=len(names), desc=eval_set.name, unit="img", enable=progress)
@@ -265,13 +279,13 @@ def evaluate(sets: list[EvalSet], runners: list[Runner], settings: EvalSettings,
             done = log.records.get((eval_set.name, name))
             wanted = [image_path(out_dir, lb, eval_set.name, name) for lb in labels] if save_images else []
             if done is not None and all(p.is_file() for p in wanted):
-                if baseline and base_label not in done["runs"]:  # a log written before baselines existed
+                if base_label is not None and base_label not in done["runs"]:  # a log written before baselines existed
                     done["runs"][base_label] = score_baseline(eval_set.dataset[index], runners[0].scale, settings)
                 records.append(done)
                 continue
             pair = eval_set.dataset[index]
             outputs, runs = {}, {}
-            if baseline:
+            if base_label is not None:
                 runs[base_label] = score_baseline(pair, runners[0].scale, settings)
             for runner in runners:
                 runner.tiles = 0
@@ -289,7 +303,6 @@ def evaluate(sets: list[EvalSet], runners: list[Runner], settings: EvalSettings,
                 record.update(hook(eval_set.name, pair, outputs, runs))
             log.append(record)
             records.append(record)
-    return records
 
 
 def _mean(values: list[float]) -> float | None:

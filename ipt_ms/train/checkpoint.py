@@ -12,8 +12,12 @@ set of checkpoints or the new one, never a torn file. It holds:
   states, the world size and the resolved config;
 * ``ipt_spec``: the architecture, as in exported weights.
 
-Checkpoints are named ``step_{global_step:09d}.ckpt``; after each write all but the
-newest `keep_last` are deleted.
+Checkpoints are named ``step_{global_step:09d}.ckpt``. After each write the run deletes
+its own older checkpoints beyond `keep_last`: those of its *lineage* (the checkpoints it
+wrote, and the ones written before the checkpoint it resumed from), oldest first, never
+the one just written. Checkpoints of an abandoned continuation (written after the one
+passed to ``--resume``) are left alone, so resuming from an older checkpoint never
+deletes the newer ones; "latest" means the most recently written.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class TrainState:
     lr: float = 0.0
     world_size: int = 1
     skipped_batches: int = 0
+    best: dict[str, Any] = field(default_factory=dict)  # validation: task -> {"psnr", "step"}
     config: dict[str, Any] = field(default_factory=dict)
     rng: dict[str, Any] = field(default_factory=dict)
 
@@ -107,31 +112,98 @@ def checkpoint_step(path: str | Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _written(path: Path) -> tuple[int, int]:
+    return path.stat().st_mtime_ns, checkpoint_step(path) or 0
+
+
 def list_checkpoints(directory: str | Path) -> list[Path]:
-    """Complete checkpoints in `directory`, oldest first (temporary files ignored)."""
+    """Complete checkpoints in `directory`, oldest written first (ties: lower step first;
+    temporary files ignored)."""
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    found = [(step, p) for p in directory.iterdir() if (step := checkpoint_step(p)) is not None and p.is_file()]
+    found = []
+    for p in directory.iterdir():
+        if checkpoint_step(p) is not None and p.is_file():
+            try:
+                found.append((_written(p), p))
+            except OSError:  # removed meanwhile
+                continue
     return [p for _, p in sorted(found)]
 
 
 def latest_checkpoint(directory: str | Path) -> Path | None:
+    """The most recently written checkpoint of `directory` (None if there is none)."""
     found = list_checkpoints(directory)
     return found[-1] if found else None
 
 
+def lineage_before(resumed: Path) -> list[Path]:
+    """Checkpoints of `resumed`'s folder written no later than it (its own included),
+    oldest first: the part of a resumed run's lineage that is already on disk."""
+    try:
+        mark = _written(resumed)
+    except OSError:
+        return []
+    return [p for p in list_checkpoints(resumed.parent) if _written(p) <= mark]
+
+
 def save_checkpoint(directory: str | Path, tensors: dict[str, np.ndarray], state: TrainState, spec_json: str,
-                    keep_last: int) -> Path:
-    """Write one checkpoint atomically, then delete all but the newest `keep_last`."""
+                    keep_last: int, lineage: list[Path] | None = None) -> Path:
+    """Write one checkpoint atomically, then prune `lineage` (updated in place) to the
+    newest `keep_last`; without a lineage, every checkpoint of `directory` counts.
+
+    A failed write (disk full, unwritable folder) raises IPTError in one line; the
+    checkpoints already there are untouched.
+    """
     from ipt_ms.convert.weights import write_ms_checkpoint
 
     directory = Path(directory)
     path = directory / checkpoint_name(state.global_step)
-    write_ms_checkpoint(path, tensors, {STATE_KEY: state.to_json(), SPEC_KEY: spec_json})
-    for old in list_checkpoints(directory)[:-keep_last]:
-        old.unlink(missing_ok=True)
+    try:  # write_ms_checkpoint keeps MindSpore's log quiet and removes its temporary files on failure
+        write_ms_checkpoint(path, tensors, {STATE_KEY: state.to_json(), SPEC_KEY: spec_json})
+    except IPTError as err:
+        raise IPTError(f"{err}; the checkpoints already in {directory} are kept") from err
+    except (OSError, RuntimeError) as err:
+        from ipt_ms.errors import first_line
+
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else first_line(err)
+        raise IPTError(f"cannot write checkpoint {path}: {reason}; the checkpoints already in {directory} are "
+                       "kept") from err
+    if lineage is None:
+        lineage = list_checkpoints(directory)
+    else:
+        lineage[:] = [p for p in lineage if p != path] + [path]
+    while len(lineage) > keep_last:
+        old = lineage.pop(0)
+        if old != path:
+            old.unlink(missing_ok=True)
     return path
+
+
+def newest_readable(directory: str | Path) -> tuple[Path, tuple] | None:
+    """The most recently written checkpoint of `directory` that loads, with its contents.
+
+    When the newest one is unreadable (a truncated copy, a disk error) this raises
+    IPTError naming it and the newest good one to pass to --resume instead.
+    """
+    found = list_checkpoints(directory)
+    if not found:
+        return None
+    newest = found[-1]
+    try:
+        return newest, load_checkpoint(newest)
+    except IPTError as err:
+        reason = str(err)
+        for older in reversed(found[:-1]):
+            try:
+                load_checkpoint(older)
+            except IPTError:
+                continue
+            raise IPTError(f"the newest checkpoint {newest} cannot be read ({reason}); continue from the newest "
+                           f"good one with --resume {older}") from err
+        raise IPTError(f"the newest checkpoint {newest} cannot be read ({reason}), and no older one can "
+                       "either") from err
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], TrainState, str | None]:

@@ -1,6 +1,6 @@
 """Training configuration: one YAML file per recipe (see configs/ and docs/training.md).
 
-Sections: kind, model, data, loss, optim, schedule, train, output. Every key has a
+Sections: kind, model, data, loss, optim, schedule, train, val, output. Every key has a
 default equal to the paper's pre-training recipe, so a config file lists only what it
 changes. Loading validates types and ranges and names the offending key
 (`ipt_ms.config`).
@@ -16,6 +16,7 @@ from ipt_ms.errors import IPTError
 from ipt_ms.runtime import DEVICE_SPELLINGS
 from ipt_ms.spec import IPTSpec
 from ipt_ms.tasks import PRETRAIN_TASKS, parse_task
+from ipt_ms.tiling import PROTOCOLS
 
 #: Keys that may change between a checkpoint and the run that resumes from it: they do
 #: not alter the numbers of the steps already taken or still to come.
@@ -24,9 +25,12 @@ RESUME_SAFE_KEYS = (
     "train.time_limit_min",
     "train.init",
     "train.device",
-    "schedule.epochs",
+    "schedule.epochs",  # except with the cosine schedule, whose curve depends on it
     "data.num_workers",
     "data.validate_images",
+    "val.every",
+    "val.strips",
+    "val.ssim",
     "output",
 )
 
@@ -113,11 +117,16 @@ class OptimConfig:
 
 @dataclass
 class ScheduleConfig:
-    """Step decay by epoch: lr * gamma ** (number of milestones <= epoch), epochs 0-based."""
+    """Learning rate over the steps (`ipt_ms.train.schedules`): optional linear warm-up, then
+    step decay by epoch (multistep: lr * gamma ** (number of milestones <= epoch), epochs
+    0-based) or cosine decay to `min_lr` at the end of `epochs`."""
 
     epochs: int = option(300, min=1)
+    kind: Literal["multistep", "cosine"] = "multistep"
     milestones: list[int] = option(default_factory=lambda: [200], min=1)
     gamma: float = option(0.4, min=0.0, min_inclusive=False)
+    warmup_steps: int = option(0, min=0, help="optimizer steps of linear warm-up from lr/warmup_steps to lr")
+    min_lr: float = option(0.0, min=0.0, help="cosine: the learning rate at the last step")
 
     def validate(self) -> None:
         if list(self.milestones) != sorted(set(self.milestones)):
@@ -140,7 +149,7 @@ class LossScaleConfig:
 class RuntimeConfig:
     """How and where the run executes."""
 
-    seed: int = option(0, min=0)
+    seed: int = option(0, min=0, max=2**32 - 1, help="NumPy and MindSpore take seeds below 2^32")
     device: str = option("auto", choices=DEVICE_SPELLINGS)
     mode: Literal["graph", "pynative"] = "graph"
     amp: Literal["auto", "O0", "O1", "O2", "O3"] = option(
@@ -151,6 +160,40 @@ class RuntimeConfig:
     time_limit_min: Optional[float] = option(None, min=0.0, min_inclusive=False,
                                              help="stop (checkpoint, export) after this many minutes; single process")
     init: Optional[str] = option(None, help="weights to start from (.ckpt/.pt/.pth/.safetensors)")
+    accumulate: int = option(1, min=1, help="micro-batches per optimizer step (data.batch_size is split into them)")
+    ema_decay: Optional[float] = option(None, min=0.0, max=1.0, max_inclusive=False,
+                                        help="keep an exponential moving average of the weights; "
+                                             "validation and export use it")
+
+
+@dataclass
+class ValConfig:
+    """Validation during training (`ipt_ms.train.validation`): PSNR-Y / SSIM-Y per task with
+    the evaluation code, against the no-model baseline, and the best weights per task."""
+
+    every: Optional[int] = option(None, min=1, help="optimizer steps between validations; null: none")
+    data: Optional[str] = option(None, help="benchmark-layout folder, as `ipt-ms eval --data`")
+    sets: Optional[list[str]] = option(None, help="set names in `data` (default: the task's standard sets)")
+    holdout: int = option(0, min=0, help="with no `data`: training images held out and degraded per task")
+    crop: Optional[int] = option(192, min=8, help="held-out images: centre crop of this many pixels per side")
+    limit: Optional[int] = option(None, min=1, help="first N images of each set")
+    protocol: str = option("official", choices=tuple(PROTOCOLS), help="tiling (`ipt_ms.tiling`)")
+    ssim: bool = True
+    strips: int = option(3, min=0, help="input | output | target strips per task logged to TensorBoard")
+    best: bool = option(True, help="keep best_<task>.ckpt, the weights with the highest PSNR-Y so far")
+
+    def validate(self) -> None:
+        if self.every is None:
+            return
+        if self.data is None and self.holdout == 0:
+            raise ConfigError("every: set val.data (a benchmark folder) or val.holdout (training images to hold "
+                              "out), or val.every: null")
+        if self.data is not None and self.holdout:
+            raise ConfigError("holdout: give val.data or val.holdout, not both")
+
+    @property
+    def enabled(self) -> bool:
+        return self.every is not None
 
 
 @dataclass
@@ -164,6 +207,15 @@ class OutputConfig:
     progress: bool = True
     plot: bool = True
     export: str = option("model.ckpt", help="final weights file in the run directory (.ckpt/.pt/.safetensors)")
+    tensorboard: bool = option(True, help="TensorBoard event files in the run directory")
+
+    def validate(self) -> None:
+        from ipt_ms.convert.weights import weights_format
+
+        try:
+            weights_format(self.export)
+        except IPTError as err:
+            raise ConfigError(f"export: {err}") from None
 
 
 @dataclass
@@ -177,6 +229,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: RuntimeConfig = field(default_factory=RuntimeConfig)
+    val: ValConfig = field(default_factory=ValConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def validate(self) -> None:
@@ -186,12 +239,22 @@ class TrainConfig:
             raise ConfigError("data.source: pre-training synthesises every task from clean images; use 'images'")
         if self.loss.contrastive != "none" and self.loss.weight > 0 and self.data.batch_size < 2:
             raise ConfigError("data.batch_size: the contrastive loss compares images of a batch; need >= 2")
+        if self.data.batch_size % self.train.accumulate:
+            raise ConfigError(f"train.accumulate: the batch of {self.data.batch_size} does not split into "
+                              f"{self.train.accumulate} equal micro-batches")
+        if self.contrastive_on and self.data.batch_size // self.train.accumulate < 2:
+            raise ConfigError(f"train.accumulate: micro-batches of {self.data.batch_size // self.train.accumulate} "
+                              "image(s), but the contrastive loss compares the images of a micro-batch; need >= 2")
         if self.data.source in ("div2k",) and any(parse_task(t).kind != "sr" for t in self.model.tasks):
             raise ConfigError("data.source: div2k pairs are for super-resolution tasks")
         if self.data.source == "rain" and self.model.tasks != ["derain"]:
             raise ConfigError("data.source: rain pairs are for the derain task")
         if self.data.source == "gopro" and self.model.tasks != ["deblur"]:
             raise ConfigError("data.source: GoPro pairs are for the deblur task")
+
+    @property
+    def contrastive_on(self) -> bool:
+        return self.loss.contrastive != "none" and self.loss.weight > 0
 
     @property
     def augment(self) -> bool:
@@ -206,5 +269,8 @@ def load_train_config(path: str | None = None, overrides: list[str] | tuple[str,
 
 def resume_mismatch(saved: dict, current: TrainConfig) -> list[str]:
     """Human-readable differences that make resuming unsafe ("key: checkpoint X, now Y")."""
+    ignore = RESUME_SAFE_KEYS
+    if current.schedule.kind == "cosine":  # the cosine curve spans schedule.epochs
+        ignore = tuple(k for k in ignore if k != "schedule.epochs")
     return [f"{key}: checkpoint {old!r}, now {new!r}"
-            for key, old, new in config_diff(saved, current, ignore=RESUME_SAFE_KEYS)]
+            for key, old, new in config_diff(saved, current, ignore=ignore)]

@@ -58,3 +58,22 @@ def init_distributed() -> DistInfo:
                        f"--worker_num?): {first_line(err)}") from err
     ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True)
     return DistInfo(rank=get_rank(), world_size=get_group_size(), distributed=True)
+
+
+def any_rank(flag: bool, info: DistInfo) -> bool:
+    """True on every rank if `flag` is true on any rank (one small all-reduce; a plain
+    bool when not distributed). Ranks calling it at the same step agree on the answer, so
+    a signal that reaches one worker stops all of them after the same step."""
+    if not info.distributed:
+        return bool(flag)
+    import mindspore as ms
+    import numpy as np
+    from mindspore import ops
+
+    total = ops.AllReduce()(ms.Tensor(np.array([1.0 if flag else 0.0], np.float32)))
+    return float(total.asnumpy()[0]) > 0.5
+
+
+def barrier(info: DistInfo) -> None:
+    """Wait until every rank got here (e.g. rank 0 finished writing a checkpoint)."""
+    any_rank(False, info)

@@ -3,12 +3,17 @@
     from ipt_ms.train import load_train_config, train
     result = train(load_train_config("configs/tiny.yaml"))
 
-Per step: the learning rate of the current epoch is set, `TrainStep` runs forward,
-backward, the data-parallel gradient mean, clipping and Adam in one compiled graph
-(one graph per task: the task index is a compile-time constant), then rank 0 logs the
-step (metrics.jsonl, progress bar) and writes a checkpoint every
-`output.checkpoint_every` steps. A resumed run restores weights, Adam state, loss scale,
-RNG states and the data position, so its losses equal those of an uninterrupted run.
+Per optimizer step the loop sets the learning rate of the step
+(`ipt_ms.train.schedules`), runs `TrainStep` on the step's batch (split into
+`train.accumulate` micro-batches), updates the weight averages (`ipt_ms.train.ema`),
+then calls out at fixed points (`ipt_ms.train.callbacks`): the logging sinks
+(`ipt_ms.train.sinks`) every `output.log_every` steps, validation
+(`ipt_ms.train.validation`) every `val.every` steps, a checkpoint every
+`output.checkpoint_every` steps. After each step it asks whether SIGINT/SIGTERM
+arrived (`ipt_ms.signals`; all data-parallel ranks agree on it); if so it writes a
+checkpoint at that step and stops. A resumed run restores weights, Adam state, loss
+scale, weight averages, the best validation scores, RNG states and the data position,
+so its losses equal those of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,22 +30,25 @@ import numpy as np
 
 from ipt_ms.config import ConfigError, to_dict
 from ipt_ms.errors import IPTError
+from ipt_ms.train.callbacks import Callback
 from ipt_ms.train.checkpoint import (
     TrainState,
     capture_rng,
     checkpoint_step,
     latest_checkpoint,
+    lineage_before,
     load_checkpoint,
+    newest_readable,
     restore_rng,
     save_checkpoint,
 )
 from ipt_ms.train.config import TrainConfig, resume_mismatch
-from ipt_ms.train.distributed import DistInfo, init_distributed
-from ipt_ms.train.metrics import MetricsLog, plot_loss_curves
+from ipt_ms.train.distributed import DistInfo, any_rank, barrier, init_distributed
+from ipt_ms.train.metrics import plot_loss_curves
+from ipt_ms.train.sinks import METRICS_FILE
 
 log = logging.getLogger("ipt_ms.train")
 
-METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "loss_curves.png"
 CHECKPOINT_DIR = "checkpoints"
 
@@ -67,6 +75,41 @@ class TrainResult:
     losses: list[tuple[int, float]] = field(default_factory=list)  # (global step, total loss) of this call
     skipped_batches: int = 0
     overflow_steps: int = 0
+    interrupted: int | None = None  # the signal that stopped the run (2, 15), if any
+    validation: object | None = None  # the last `ValidationReport` of this call
+    best: dict = field(default_factory=dict)  # task -> {"psnr", "step", "path"}
+    image_notes: dict = field(default_factory=dict)  # conversion -> number of files (warned once each)
+
+    def summary_lines(self) -> list[str]:
+        """The end-of-run summary (printed by the CLI, appended to train.log)."""
+        if self.interrupted is not None:
+            from ipt_ms.signals import signal_name
+
+            lines = [f"interrupted ({signal_name(self.interrupted)}) at step {self.global_step}: checkpoint "
+                     f"{self.checkpoint}; continue with --resume"]
+        else:
+            lines = [f"step {self.global_step}: weights {self.weights}, checkpoint {self.checkpoint}, metrics "
+                     f"{self.metrics}" + (f", plot {self.plot}" if self.plot else "")]
+        if self.validation is not None:
+            lines += [f"validation at step {self.validation.step}: {text}" for text in self.validation.lines()]
+        for task, best in self.best.items():
+            where = f" -> {best['path']}" if best.get("path") else ""
+            lines.append(f"best {task}: PSNR-Y {best['psnr']:.2f} dB at step {best['step']}{where}")
+        if self.image_notes:
+            notes = ", ".join(f"{n} {kind}" for kind, n in sorted(self.image_notes.items()))
+            lines.append(f"image files converted on reading (one warning each): {notes}")
+        if self.skipped_batches:
+            lines.append(f"skipped batches (non-finite): {self.skipped_batches}")
+        return lines
+
+
+class _Collect(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
 
 
 def amp_level(cfg: TrainConfig, device: str) -> str:
@@ -76,21 +119,23 @@ def amp_level(cfg: TrainConfig, device: str) -> str:
     return cfg.train.amp
 
 
-def _resolve_resume(resume: str | bool | None, checkpoint_dir: Path) -> Path | None:
+def _resolve_resume(resume: str | bool | None, checkpoint_dir: Path) -> tuple[Path, tuple] | None:
+    """(checkpoint, its contents) to resume from, or None for a fresh run."""
     if not resume:
         return None
     if resume is True or resume == "latest":
-        found = latest_checkpoint(checkpoint_dir)
+        found = newest_readable(checkpoint_dir)
         if found is None:
             raise IPTError(f"nothing to resume: no checkpoint in {str(checkpoint_dir)!r}")
         return found
     path = Path(resume)
     if path.is_dir():
-        found = latest_checkpoint(path / CHECKPOINT_DIR) or latest_checkpoint(path)
+        directory = path / CHECKPOINT_DIR if latest_checkpoint(path / CHECKPOINT_DIR) else path
+        found = newest_readable(directory)
         if found is None:
             raise IPTError(f"nothing to resume: no checkpoint in {str(path)!r}")
         return found
-    return path
+    return path, load_checkpoint(path)
 
 
 def _assign(params, tensors: dict[str, np.ndarray], what: str, source: Path) -> None:
@@ -121,15 +166,19 @@ class Trainer:
             than what `data` describes (tests, custom data); it must follow the
             `ipt_ms.data.pretrain.BatchSource` interface.
         quiet: no progress bar.
+        callbacks: `Callback`s called on every rank at the loop's fixed points.
     """
 
     def __init__(self, cfg: TrainConfig, resume: str | bool | None = None,
-                 source_factory: Callable[[int, int], object] | None = None, quiet: bool = False):
+                 source_factory: Callable[[int, int], object] | None = None, quiet: bool = False,
+                 callbacks: Sequence[Callback] = ()):
         self.cfg = cfg
         self.resume = resume
         self.source_factory = source_factory
         self.quiet = quiet
+        self.callbacks = list(callbacks)
         self._ready = False
+        self._sinks: list[Callback] = []
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -137,15 +186,21 @@ class Trainer:
         it; call it first to inspect the starting state."""
         if self._ready:
             return
-        self._setup()
+        collect = _Collect()  # start-up warnings (unreadable or grayscale images) also go to train.log
+        logging.getLogger("ipt_ms").addHandler(collect)
+        try:
+            self._setup()
+        finally:
+            logging.getLogger("ipt_ms").removeHandler(collect)
+        self._setup_records = collect.records
         self._ready = True
 
     def _setup(self) -> None:
         import mindspore as ms
 
+        from ipt_ms.fileio import ensure_writable_dir, remove_stale_partials
         from ipt_ms.inference import build_model
         from ipt_ms.runtime import configure
-        from ipt_ms.train.data import build_source
         from ipt_ms.train.losses import IPTLoss
         from ipt_ms.train.step import LossScaleSettings, TrainStep, build_adam
         from ipt_ms.train.weights import initial_weights
@@ -155,10 +210,13 @@ class Trainer:
         self.dist: DistInfo = init_distributed()
         self.run_dir = Path(cfg.output.dir)
         self.checkpoint_dir = self.run_dir / CHECKPOINT_DIR
-        resume_path = _resolve_resume(self.resume, self.checkpoint_dir)
-        saved: tuple | None = None
-        if resume_path is not None:
-            saved = load_checkpoint(resume_path)
+        if self.dist.is_main:  # an unwritable or file-typed output fails before anything is built
+            ensure_writable_dir(self.checkpoint_dir, "output.dir")
+            for stale in remove_stale_partials(self.run_dir) + remove_stale_partials(self.checkpoint_dir):
+                log.info("removed %s, left by a run killed while writing", stale)
+        resumed = _resolve_resume(self.resume, self.checkpoint_dir)
+        resume_path, saved = resumed if resumed is not None else (None, None)
+        if saved is not None:
             differences = resume_mismatch(saved[1].config, cfg)
             if differences:
                 raise ConfigError(f"cannot resume from {resume_path}: the config differs from the one it was "
@@ -173,12 +231,8 @@ class Trainer:
 
         # the data first: a wrong folder should fail before a 115M-parameter model is built
         self.spec = cfg.model.spec()
-        if self.source_factory is not None:
-            self.source = self.source_factory(self.dist.world_size, self.dist.rank)
-        else:
-            self.source = build_source(cfg, self.spec, self.dist.world_size, self.dist.rank)
-        self.steps_per_epoch = len(self.source)
-        self.global_batch = self.source.batch_size * self.dist.world_size
+        self.validator = None
+        self._build_data()
 
         seed = cfg.train.seed
         ms.set_seed(seed)
@@ -206,11 +260,17 @@ class Trainer:
             ls = cfg.train.loss_scale
             scale = LossScaleSettings(init=ls.init, factor=ls.factor, window=ls.window)
         self.step_cell = TrainStep(loss_net, self.optimizer, cfg.optim.grad_clip_norm, scale,
-                                   distributed=self.dist.distributed)
+                                   distributed=self.dist.distributed, accumulate=cfg.train.accumulate)
+        self.ema = None
+        if cfg.train.ema_decay is not None:
+            from ipt_ms.train.ema import WeightEMA
+
+            self.ema = WeightEMA(self.net.trainable_params(), cfg.train.ema_decay)
 
         self.state = TrainState(steps_per_epoch=self.steps_per_epoch, world_size=self.dist.world_size,
                                 config=to_dict(cfg))
         self.last_checkpoint: Path | None = None
+        self.lineage: list[Path] = []
         if saved is not None:
             tensors, state, _ = saved
             if state.steps_per_epoch != self.steps_per_epoch:
@@ -221,88 +281,196 @@ class Trainer:
             restore_rng(state.rng)
             self.state.global_step, self.state.epoch = state.global_step, state.epoch
             self.state.step_in_epoch, self.state.skipped_batches = state.step_in_epoch, state.skipped_batches
+            self.state.best = dict(state.best)
+            if self.validator is not None:
+                self.validator.best = dict(state.best)
             self.last_checkpoint = resume_path
+            self.lineage = lineage_before(resume_path)
 
-    # ------------------------------------------------------------------ checkpoints
+    def _build_data(self) -> None:
+        from ipt_ms.train.data import build_source, training_items
+        from ipt_ms.train.validation import Validator, split_holdout
+
+        cfg, held = self.cfg, None
+        if self.source_factory is not None:
+            if cfg.val.enabled and cfg.val.holdout:
+                raise ConfigError("val.holdout: not available with a custom batch source; use val.data")
+            self.source = self.source_factory(self.dist.world_size, self.dist.rank)
+        else:
+            items = training_items(cfg, self.spec)
+            if cfg.val.enabled and cfg.val.holdout:
+                items, held = split_holdout(items, cfg.val.holdout, cfg.train.seed)
+            self.source = build_source(cfg, self.spec, self.dist.world_size, self.dist.rank, items=items)
+        if cfg.val.enabled and self.dist.is_main:
+            self.validator = Validator.build(cfg, self.spec, held, self.run_dir)
+        self.steps_per_epoch = len(self.source)
+        self.global_batch = self.source.batch_size * self.dist.world_size
+
+    # ------------------------------------------------------------------ checkpoints and weights
     def _state_params(self) -> dict[str, list]:
         """Every parameter a checkpoint holds, by group: what is saved is what is restored."""
         opt, update = self.optimizer, self.step_cell.update
-        return {"network": list(self.net.get_parameters()),
-                "optimizer": list(opt.exp_avg) + list(opt.exp_avg_sq) + [opt.state_step],
-                "loss-scale": [update.loss_scale, update.good_steps]}
+        groups = {"network": list(self.net.get_parameters()),
+                  "optimizer": list(opt.exp_avg) + list(opt.exp_avg_sq) + [opt.state_step],
+                  "loss-scale": [update.loss_scale, update.good_steps]}
+        if self.ema is not None:
+            groups["weight-average"] = list(self.ema.averages)
+        return groups
 
     def _checkpoint_tensors(self) -> dict[str, np.ndarray]:
         return {p.name: p.asnumpy() for params in self._state_params().values() for p in params}
+
+    def eval_weights(self) -> dict[str, np.ndarray] | None:
+        """Parameters to use instead of the trained ones for validation and export (the EMA)."""
+        return self.ema.arrays() if self.ema is not None else None
 
     def save(self) -> Path | None:
         """Write a checkpoint at the current position (rank 0; others return None)."""
         if not self.dist.is_main:
             return None
         self.state.rng = capture_rng()
+        if self.validator is not None:
+            self.state.best = dict(self.validator.best)
         self.last_checkpoint = save_checkpoint(self.checkpoint_dir, self._checkpoint_tensors(), self.state,
-                                               self.spec.to_json(), self.cfg.output.keep_last)
+                                               self.spec.to_json(), self.cfg.output.keep_last, self.lineage)
+        for cb in self._sinks + self.callbacks:
+            cb.on_checkpoint(self, self.last_checkpoint)
         return self.last_checkpoint
 
+    def last_checkpoint_step(self) -> int | None:
+        return None if self.last_checkpoint is None else checkpoint_step(self.last_checkpoint)
+
+    def export(self) -> Path:
+        from ipt_ms.train.weights import export_weights
+
+        path = self.run_dir / self.cfg.output.export
+        export_weights(self.net, self.spec, path, replace=self.eval_weights())
+        return path
+
+    def validate(self, result: TrainResult, stop) -> None:
+        """Run the validation (rank 0), report it and keep the best weights."""
+        from ipt_ms.train.weights import network_arrays
+
+        if self.validator is None:
+            return
+        arrays = network_arrays(self.net)
+        arrays.update(self.eval_weights() or {})
+        report = self.validator.run(arrays, self.state.global_step, should_stop=lambda: stop.requested is not None)
+        self._validated_at = self.state.global_step
+        if report is None:
+            return
+        for path in self.validator.write_best(report, self.net, self.eval_weights()):
+            log.debug("wrote %s", path)
+        self.state.best = dict(self.validator.best)
+        result.validation = report
+        for cb in self._sinks + self.callbacks:
+            cb.on_validation(self, report)
+
     # ------------------------------------------------------------------ loop
+    def _open_sinks(self, result: TrainResult) -> list[Callback]:
+        from ipt_ms.fileio import atomic_output
+        from ipt_ms.train.sinks import JsonlSink, TensorBoardSink, TextLogSink
+
+        if not self.dist.is_main:
+            return []
+        import yaml
+
+        with atomic_output(self.run_dir / "config.yaml") as tmp:
+            tmp.write_text(yaml.safe_dump(to_dict(self.cfg), sort_keys=False), encoding="utf-8")
+        resumed = self.state.global_step if self.last_checkpoint is not None else 0
+        sinks: list[Callback] = []
+        try:
+            jsonl = JsonlSink(self.run_dir, resumed)
+            sinks.append(jsonl)
+            result.metrics = jsonl.path
+            sinks.append(TextLogSink(self.run_dir, resumed, earlier=getattr(self, "_setup_records", ())))
+            if self.cfg.output.tensorboard:
+                sinks.append(TensorBoardSink(self.run_dir, resumed))
+        except BaseException:
+            for sink in sinks:
+                sink.close()
+            raise
+        return sinks
+
     def run(self) -> TrainResult:
+        from ipt_ms import signals
+        from ipt_ms.data.imageio import conversion_notes
+
+        notes_before = conversion_notes()
         self.setup()
         cfg, state, main = self.cfg, self.state, self.dist.is_main
         result = TrainResult(self.run_dir, state.global_step, state.epoch, self.dist.rank, self.dist.world_size)
         total_steps = cfg.schedule.epochs * self.steps_per_epoch
         if cfg.train.max_steps is not None:
             total_steps = min(total_steps, cfg.train.max_steps)
-        metrics = None
-        if main:
-            from ipt_ms.fileio import atomic_output
-
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            import yaml
-
-            with atomic_output(self.run_dir / "config.yaml") as tmp:
-                tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
-            metrics = MetricsLog(self.run_dir / METRICS_FILE)
-            metrics.truncate_after(state.global_step)
-            result.metrics = metrics.path
-            log.info("training %s: %s tasks %s, %d step(s) per epoch, global batch %d on %d worker(s), %s%s",
-                     cfg.kind, self.device, ",".join(self.task_names), self.steps_per_epoch, self.global_batch,
-                     self.dist.world_size, cfg.train.mode, f", AMP {self.amp}" if self.amp != "O0" else "")
-            if self.last_checkpoint is not None:
-                log.info("resumed from %s at step %d (epoch %d, batch %d)", self.last_checkpoint,
-                         state.global_step, state.epoch, state.step_in_epoch)
+        self._validated_at = None
+        self._sinks = self._open_sinks(result)
         try:
-            if state.global_step < total_steps:
-                self._loop(total_steps, metrics, result)
-        except KeyboardInterrupt:
-            if main and self.last_checkpoint_step() != state.global_step:
-                path = self.save()
-                log.warning("interrupted: checkpoint %s written; continue with --resume", path)
-            raise
+            if main:
+                log.info("training %s: %s tasks %s, %d step(s) per epoch, global batch %d on %d worker(s)%s, %s%s",
+                         cfg.kind, self.device, ",".join(self.task_names), self.steps_per_epoch, self.global_batch,
+                         self.dist.world_size, f" in {cfg.train.accumulate} micro-batches"
+                         if cfg.train.accumulate > 1 else "", cfg.train.mode,
+                         f", AMP {self.amp}" if self.amp != "O0" else "")
+                if self.last_checkpoint is not None:
+                    log.info("resumed from %s at step %d (epoch %d, batch %d)", self.last_checkpoint,
+                             state.global_step, state.epoch, state.step_in_epoch)
+            for cb in self._sinks + self.callbacks:
+                cb.on_train_begin(self)
+            with signals.watcher() as stop:
+                try:
+                    with stop.deferred():
+                        if state.global_step < total_steps:
+                            self._loop(total_steps, stop, result)
+                except KeyboardInterrupt:  # raised inside the process (a data source, a notebook)
+                    if main and self.last_checkpoint_step() != state.global_step:
+                        path = self.save()
+                        log.warning("interrupted: checkpoint %s written; continue with --resume", path)
+                    raise
+                if result.interrupted is None and self.validator is not None and self._validated_at != \
+                        state.global_step and state.global_step > 0:
+                    self.validate(result, stop)  # the final weights are always validated
+            if main:
+                if self.last_checkpoint_step() != state.global_step:
+                    self.save()
+                result.weights = self.export()
+                if cfg.output.plot and result.metrics is not None and result.metrics.exists():
+                    result.plot = plot_loss_curves(result.metrics, self.run_dir / PLOT_FILE)
+                if self.validator is not None:
+                    result.best = {task: {**best, "path": self.run_dir / f"best_{task}.ckpt" if cfg.val.best
+                                          else None} for task, best in self.validator.best.items()}
+            if result.interrupted is not None:
+                barrier(self.dist)  # the other ranks exit only once rank 0 has written its files
+            result.global_step, result.epoch = state.global_step, state.epoch
+            result.checkpoint = self.last_checkpoint
+            result.skipped_batches = state.skipped_batches
+            result.image_notes = {kind: n - notes_before.get(kind, 0) for kind, n in conversion_notes().items()
+                                  if n > notes_before.get(kind, 0)}
+            for cb in self._sinks + self.callbacks:
+                cb.on_train_end(self, result)
         finally:
-            if metrics is not None:
-                metrics.close()
-        if main:
-            if self.last_checkpoint_step() != state.global_step:
-                self.save()
-            result.weights = self.run_dir / cfg.output.export
-            from ipt_ms.train.weights import export_weights
-
-            export_weights(self.net, self.spec, result.weights)
-            if cfg.output.plot and result.metrics is not None and result.metrics.exists():
-                result.plot = plot_loss_curves(result.metrics, self.run_dir / PLOT_FILE)
-            log.info("done at step %d: weights %s", state.global_step, result.weights)
-        result.global_step, result.epoch = state.global_step, state.epoch
-        result.checkpoint = self.last_checkpoint
-        result.skipped_batches = state.skipped_batches
+            for cb in self._sinks + self.callbacks:
+                cb.close()
         return result
 
-    def last_checkpoint_step(self) -> int | None:
-        return None if self.last_checkpoint is None else checkpoint_step(self.last_checkpoint)
-
-    def _loop(self, total_steps: int, metrics: MetricsLog | None, result: TrainResult) -> None:
+    def _optimizer_step(self, lr_np: np.ndarray, hr_np: np.ndarray, task: int) -> np.ndarray:
+        """One optimizer step on the rank's batch, in `train.accumulate` micro-batches."""
         import mindspore as ms
+
+        k = self.cfg.train.accumulate
+        if k == 1:
+            return self.step_cell(ms.Tensor(lr_np), ms.Tensor(hr_np), task).asnumpy()
+        b = len(lr_np) // k
+        for i in range(k - 1):
+            self.step_cell(ms.Tensor(lr_np[i * b:(i + 1) * b]), ms.Tensor(hr_np[i * b:(i + 1) * b]), task, False)
+        return self.step_cell(ms.Tensor(lr_np[-b:]), ms.Tensor(hr_np[-b:]), task, True).asnumpy()
+
+    def _loop(self, total_steps: int, stop, result: TrainResult) -> None:
+        import contextlib
 
         from ipt_ms.progress import progress_bar
         from ipt_ms.train.data import batches
+        from ipt_ms.train.schedules import learning_rate
         from ipt_ms.train.step import set_learning_rate
 
         cfg, state, main = self.cfg, self.state, self.dist.is_main
@@ -314,49 +482,72 @@ class Trainer:
         show = main and cfg.output.progress and not self.quiet
         bar = progress_bar(iter(()), total=total_steps, desc=cfg.kind, unit="step", enable=show,
                            initial=state.global_step)
-        lr_epoch = None
+        current_lr = None
         ema_loss, ema_rate = None, None
+        val_text = ""
         stream = batches(self.source, state.epoch, state.step_in_epoch, cfg.schedule.epochs - state.epoch,
                          cfg.data.num_workers)
-        for epoch, j, lr_np, hr_np, task in stream:
-            if epoch != lr_epoch:
-                state.lr = cfg.schedule.lr_at(cfg.optim.lr, epoch)
-                set_learning_rate(self.optimizer, state.lr)
-                lr_epoch = epoch
-            start = time.perf_counter()
-            out = self.step_cell(ms.Tensor(lr_np), ms.Tensor(hr_np), task).asnumpy()
-            seconds = time.perf_counter() - start
-            total, l1, con, applied, grad_norm, scale = (float(v) for v in out)
-            state.global_step += 1
-            state.epoch, state.step_in_epoch = divmod(epoch * self.steps_per_epoch + j + 1, self.steps_per_epoch)
-            result.losses.append((state.global_step, total))
-            if applied < 0.5:
-                self._non_finite(total, scale, epoch, j, task, result)
-            rate = self.global_batch / max(seconds, 1e-9)
-            ema_rate = rate if ema_rate is None else 0.9 * ema_rate + 0.1 * rate
-            if math.isfinite(total):
-                ema_loss = total if ema_loss is None else 0.98 * ema_loss + 0.02 * total
-            if main:
-                if metrics is not None and (state.global_step % cfg.output.log_every == 0
-                                            or state.global_step == total_steps):
-                    record = {"step": state.global_step, "epoch": epoch, "batch": j,
-                              "task": self.task_names[task], "loss": total, "l1": l1, "contrastive": con,
-                              "lr": state.lr, "grad_norm": grad_norm, "applied": bool(applied >= 0.5),
-                              "pairs_per_s": rate, "step_s": seconds, "time": time.time()}
-                    if self.amp != "O0":
-                        record["loss_scale"] = scale
-                    metrics.write(record)
+        redirect = contextlib.nullcontext()
+        if show:
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
+            redirect = logging_redirect_tqdm()  # warnings printed above the bar, not through it
+        with redirect:
+            for epoch, j, lr_np, hr_np, task in stream:
+                lr_value = learning_rate(cfg.schedule, cfg.optim.lr, state.global_step, self.steps_per_epoch)
+                if lr_value != current_lr:
+                    set_learning_rate(self.optimizer, lr_value)
+                    state.lr = current_lr = lr_value
+                start = time.perf_counter()
+                out = self._optimizer_step(lr_np, hr_np, task)
+                stop.rearm()  # MindSpore re-installs its SIGINT handler during its calls
+                seconds = time.perf_counter() - start
+                total, l1, con, applied, grad_norm, scale = (float(v) for v in out)
+                state.global_step += 1
+                state.epoch, state.step_in_epoch = divmod(epoch * self.steps_per_epoch + j + 1, self.steps_per_epoch)
+                result.losses.append((state.global_step, total))
+                if applied < 0.5:
+                    self._non_finite(total, scale, epoch, j, task, result)
+                elif self.ema is not None:
+                    self.ema()
+                rate = self.global_batch / max(seconds, 1e-9)
+                ema_rate = rate if ema_rate is None else 0.9 * ema_rate + 0.1 * rate
+                if math.isfinite(total):
+                    ema_loss = total if ema_loss is None else 0.98 * ema_loss + 0.02 * total
+                record = {"step": state.global_step, "epoch": epoch, "batch": j, "task": self.task_names[task],
+                          "loss": total, "l1": l1, "contrastive": con, "lr": state.lr, "grad_norm": grad_norm,
+                          "applied": bool(applied >= 0.5), "pairs_per_s": rate, "step_s": seconds,
+                          "time": time.time()}
+                if self.amp != "O0":
+                    record["loss_scale"] = scale
+                for cb in self.callbacks:
+                    cb.on_step_end(self, record)
+                if main and (state.global_step % cfg.output.log_every == 0 or state.global_step == total_steps):
+                    for sink in self._sinks:
+                        sink.on_log(self, record)
+                if main and cfg.val.enabled and state.global_step % cfg.val.every == 0:
+                    self.validate(result, stop)
+                    stop.rearm()
+                    if result.validation is not None:
+                        val_text = f" val {result.validation.short()}"
                 if show:
                     bar.update(1)
                     bar.set_postfix_str(f"loss {ema_loss if ema_loss is not None else float('nan'):.4f} "
-                                        f"lr {state.lr:.2e} {ema_rate:.1f} pairs/s", refresh=False)
-                if state.global_step % cfg.output.checkpoint_every == 0:
+                                        f"lr {state.lr:.2e} {ema_rate:.1f} pairs/s{val_text}", refresh=False)
+                if main and state.global_step % cfg.output.checkpoint_every == 0:
                     self.save()
-            if state.global_step >= total_steps:
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                log.info("time limit of %g min reached at step %d", cfg.train.time_limit_min, state.global_step)
-                break
+                if any_rank(stop.requested is not None, self.dist):
+                    from signal import SIGTERM
+
+                    result.interrupted = stop.requested or SIGTERM  # another rank received it
+                    if not main:  # rank 0 prints the "interrupted at step" line
+                        log.info("rank %d stops after step %d", self.dist.rank, state.global_step)
+                    break
+                if state.global_step >= total_steps:
+                    break
+                if deadline is not None and time.monotonic() > deadline:
+                    log.info("time limit of %g min reached at step %d", cfg.train.time_limit_min, state.global_step)
+                    break
         if show:
             bar.close()
 
@@ -378,6 +569,10 @@ class Trainer:
 
 
 def train(cfg: TrainConfig, resume: str | bool | None = None,
-          source_factory: Callable[[int, int], object] | None = None, quiet: bool = False) -> TrainResult:
+          source_factory: Callable[[int, int], object] | None = None, quiet: bool = False,
+          callbacks: Sequence[Callback] = ()) -> TrainResult:
     """Run (or resume) the training that `cfg` describes; see `Trainer`."""
-    return Trainer(cfg, resume=resume, source_factory=source_factory, quiet=quiet).run()
+    return Trainer(cfg, resume=resume, source_factory=source_factory, quiet=quiet, callbacks=callbacks).run()
+
+
+__all__ = ["METRICS_FILE", "NonFiniteLossError", "Trainer", "TrainResult", "amp_level", "train"]

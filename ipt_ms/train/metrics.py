@@ -69,7 +69,8 @@ def _moving_average(values: list[float], window: int) -> list[float]:
 
 
 def plot_loss_curves(metrics_path: str | os.PathLike, out_path: str | os.PathLike) -> Path | None:
-    """One panel per task: total loss per logged step and its moving average (PNG).
+    """One panel per task: total loss per logged step and its moving average, and (when
+    the run validated) one panel per task of validation PSNR-Y against its baseline (PNG).
 
     Returns None when there is nothing to plot or matplotlib is missing.
     """
@@ -80,12 +81,16 @@ def plot_loss_curves(metrics_path: str | os.PathLike, out_path: str | os.PathLik
         import matplotlib.pyplot as plt
     except ImportError:  # pragma: no cover - matplotlib is in requirements.txt
         return None
-    records = [r for r in read_metrics(metrics_path) if "loss" in r and math.isfinite(r["loss"])]
+    everything = read_metrics(metrics_path)
+    records = [r for r in everything if "loss" in r and math.isfinite(r["loss"])]
+    vals = [r for r in everything if r.get("kind") == "val"]
     tasks = list(dict.fromkeys(r["task"] for r in records))
     if not tasks:
         return None
-    cols = min(3, len(tasks))
-    rows = math.ceil(len(tasks) / cols)
+    val_tasks = list(dict.fromkeys(t for r in vals for t in r["tasks"]))
+    panels = len(tasks) + len(val_tasks)
+    cols = min(3, panels)
+    rows = math.ceil(panels / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
     for ax, task in zip(axes.flat, tasks):
         mine = [r for r in records if r["task"] == task]
@@ -100,7 +105,17 @@ def plot_loss_curves(metrics_path: str | os.PathLike, out_path: str | os.PathLik
         ax.set_ylabel("loss")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(tasks):]:
+    for ax, task in zip(list(axes.flat)[len(tasks):], val_tasks):
+        mine = [(r["step"], r["tasks"][task]) for r in vals if task in r["tasks"]]
+        steps = [s for s, _ in mine]
+        ax.plot(steps, [v["psnr_y"] for _, v in mine], marker="o", ms=3, color="C2", label="model")
+        ax.plot(steps, [v["baseline_psnr_y"] for _, v in mine], ls="--", color="C7", label=mine[0][1]["baseline"])
+        ax.set_title(f"{task}: validation")
+        ax.set_xlabel("step")
+        ax.set_ylabel("PSNR-Y (dB)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[panels:]:
         ax.axis("off")
     fig.tight_layout()
     return save_figure(fig, out_path)

@@ -6,6 +6,14 @@ PyTorch rule on the same fused kernel). The update part (`ParameterUpdate`) is a
 compiled with `ms.jit` (in-place updates can be silent no-ops in PyNative on CPU); in
 Graph mode the whole step is one graph.
 
+With gradient accumulation (`accumulate` K > 1) one optimizer step takes K calls: the
+first K - 1 (``final=False``) add their gradients and loss statistics to buffers, the
+last one averages them with its own, resets the buffers and goes on as a single step
+would (data-parallel mean, clipping, Adam). The gradient is then the mean over the K
+micro-batches: for a loss that is a mean over images (L1) it equals the gradient of
+the whole batch; the contrastive term is computed within each micro-batch, as it is
+within each worker's batch in data parallel.
+
 Each step also reports whether the (averaged) gradients were finite. A non-finite step
 never touches the weights or the Adam state, so the training loop can stop on it with
 the weights of the last good step, or skip the batch. With dynamic loss scaling (mixed
@@ -18,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import mindspore as ms
+import numpy as np
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 
 # Per-gradient maps applied with HyperMap: a Python loop or comprehension over the ~380
@@ -182,6 +191,59 @@ class ParameterUpdate(nn.Cell):
                                                ops.zeros_like(grown)))
 
 
+_add_into = ops.MultitypeFuncGraph("ipt_add_into")
+_mean_and_reset = ops.MultitypeFuncGraph("ipt_mean_and_reset")
+
+
+@_add_into.register("Tensor", "Tensor")
+def _tensor_add_into(total, value):
+    return ops.assign(total, total + value.astype(total.dtype))
+
+
+@_mean_and_reset.register("Number", "Tensor", "Tensor")
+def _tensor_mean_and_reset(count, total, value):
+    mean = (total + value.astype(total.dtype)) / count
+    return ops.depend(mean, ops.assign(total, ops.zeros_like(total)))
+
+
+class GradientSums(nn.Cell):
+    """Buffers of a gradient accumulation: one per trainable parameter, plus the loss stats."""
+
+    def __init__(self, weights: ParameterTuple, count: int):
+        super().__init__(auto_prefix=False)
+        self.count = float(count)
+        self.grads = weights.clone(prefix="grad_sum", init="zeros")
+        self.stats = Parameter(Tensor(np.zeros(4, np.float32)), name="grad_sum_stats", requires_grad=False)
+        self.hyper_map = ops.HyperMap()
+
+
+class AddGradients(nn.Cell):
+    """sums += (stats, gradients) of one micro-batch."""
+
+    def __init__(self, sums: GradientSums):
+        super().__init__(auto_prefix=False)
+        self.sums = sums
+
+    @ms.jit
+    def construct(self, stats, *grads):
+        added = self.sums.hyper_map(_add_into, self.sums.grads, grads)
+        return ops.depend(ops.assign(self.sums.stats, self.sums.stats + stats), added)
+
+
+class TakeMeanGradients(nn.Cell):
+    """(sums + this micro-batch) / K, and the sums reset to zero."""
+
+    def __init__(self, sums: GradientSums):
+        super().__init__(auto_prefix=False)
+        self.sums = sums
+
+    @ms.jit
+    def construct(self, stats, *grads):
+        mean_grads = self.sums.hyper_map(ops.partial(_mean_and_reset, self.sums.count), self.sums.grads, grads)
+        mean_stats = _tensor_mean_and_reset(self.sums.count, self.sums.stats, stats)
+        return mean_stats, mean_grads
+
+
 class TrainStep(nn.Cell):
     """Forward + backward + (data-parallel mean) + `ParameterUpdate`, for `IPTLoss`.
 
@@ -191,18 +253,28 @@ class TrainStep(nn.Cell):
         clip_norm: global gradient-norm clip (None: off).
         loss_scale: dynamic loss scaling settings (None: off, for float32 training).
         distributed: average gradients (and the reported losses) over the data-parallel group.
+        accumulate: micro-batches per optimizer step (see the module docstring).
 
-    Inputs: lr, hr, task_idx (Python int). Returns a float32 vector
+    Inputs: lr, hr, task_idx (Python int), final (Python bool: the last micro-batch of the
+    step; always True without accumulation). Returns a float32 vector
     [total, l1, contrastive, applied, grad_norm, loss_scale]; losses are the means over
-    devices, `applied` is 1.0 when the weights were updated.
+    devices (and micro-batches), `applied` is 1.0 when the weights were updated. A
+    non-final call returns [total, l1, contrastive, finite] of its micro-batch.
     """
 
     def __init__(self, loss_net: nn.Cell, optimizer: Adam, clip_norm: float | None = None,
-                 loss_scale: LossScaleSettings | None = None, distributed: bool = False):
+                 loss_scale: LossScaleSettings | None = None, distributed: bool = False, accumulate: int = 1):
         super().__init__(auto_prefix=False)
         self.loss_net = loss_net
         self.weights = optimizer.parameters
         self.update = ParameterUpdate(optimizer, clip_norm, loss_scale)
+        self.accumulate = int(accumulate)
+        if self.accumulate < 1:
+            raise ValueError(f"accumulate must be >= 1, got {accumulate}")
+        if self.accumulate > 1:
+            self.grad_sums = GradientSums(self.weights, self.accumulate)
+            self.add_gradients = AddGradients(self.grad_sums)
+            self.take_gradients = TakeMeanGradients(self.grad_sums)
         self.grad_fn = ms.value_and_grad(self._scaled_loss, None, self.weights, has_aux=True)
         self.distributed = bool(distributed)
         if self.distributed:
@@ -218,10 +290,14 @@ class TrainStep(nn.Cell):
         total, l1, con = self.loss_net(lr, hr, task_idx)
         return total * scale.astype(total.dtype), total, l1, con
 
-    def construct(self, lr, hr, task_idx: int = 0):
+    def construct(self, lr, hr, task_idx: int = 0, final: bool = True):
         scale = self.update.loss_scale * 1.0
         (_, total, l1, con), grads = self.grad_fn(lr, hr, task_idx, scale)
         stats = ops.stack([total, l1, con, ops.isfinite(total).astype(ms.float32)])
+        if self.accumulate > 1:
+            if not final:
+                return self.add_gradients(stats, *grads)
+            stats, grads = self.take_gradients(stats, *grads)
         if self.distributed:
             grads = self.grad_reducer(grads)
             stats = self.all_reduce(stats)  # sums; every device must have a finite loss

@@ -81,14 +81,22 @@ def initial_weights(cfg: TrainConfig) -> tuple[IPTSpec, dict[str, np.ndarray] | 
 
 
 def network_arrays(net: nn.Cell) -> dict[str, np.ndarray]:
-    """Every parameter of a MindSpore network as numpy, by MindSpore name."""
-    return {p.name: p.asnumpy() for p in net.get_parameters()}
+    """Every parameter of a MindSpore network as numpy, by MindSpore name: copies.
+
+    `Parameter.asnumpy()` shares memory with the parameter on CPU, so an array kept from
+    it would silently follow later training steps; a snapshot must be a copy.
+    """
+    return {p.name: p.asnumpy().copy() for p in net.get_parameters()}
 
 
-def export_weights(net: nn.Cell, spec: IPTSpec, path: str | os.PathLike) -> None:
+def export_weights(net: nn.Cell, spec: IPTSpec, path: str | os.PathLike,
+                   replace: dict[str, np.ndarray] | None = None) -> None:
     """Write the network's weights (format from the extension) with its architecture inside,
-    so `ipt-ms restore --weights` and `load_weights` take it directly."""
+    so `ipt-ms restore --weights` and `load_weights` take it directly. `replace` overrides
+    some parameters by MindSpore name (the EMA averages)."""
     from ipt_ms.convert.keymap import mindspore_to_torch
     from ipt_ms.convert.weights import save_weights
 
-    save_weights(path, mindspore_to_torch(network_arrays(net), spec), spec)
+    arrays = network_arrays(net)
+    arrays.update(replace or {})
+    save_weights(path, mindspore_to_torch(arrays, spec), spec)

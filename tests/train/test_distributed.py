@@ -1,18 +1,31 @@
-"""Data parallel on CPU with msrun (MCCL): 2 workers x batch b == 1 worker x batch 2b."""
+"""Data parallel on CPU with msrun (MCCL) through scripts/train_distributed.sh.
+
+* 2 workers start from identical weights and hold bit-identical weights after every
+  step; with the contrastive term off and rows of one global batch split over the ranks
+  (`ArraySource`), 2 workers x batch b match 1 worker x batch 2b up to float rounding.
+* A SIGINT to the launcher stops both workers after the same step, rank 0 writes a
+  checkpoint; resuming under msrun gives, step by step, the weights of the
+  uninterrupted run.
+* A taken master port fails within seconds, in one line.
+"""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-STEPS = 4
+SCRIPT = ROOT / "scripts" / "train_distributed.sh"
+WORKER = ROOT / "tests" / "train" / "dist_worker.py"
+STEPS = 24
 
 CONFIG = """
 kind: pretrain
@@ -20,53 +33,117 @@ model: {tasks: [sr_x2], n_feats: 8, patch_size: 24, patch_dim: 3, num_heads: 2, 
 data: {root: unused, batch_size: 4, num_workers: 0}
 loss: {contrastive: none}
 optim: {lr: 1.0e-3, grad_clip_norm: 1.0}
-schedule: {epochs: 1, milestones: []}
+schedule: {epochs: 6, milestones: []}
 train: {max_steps: STEPS}
-output: {log_every: 1, checkpoint_every: 2, plot: false, progress: false}
+output: {log_every: 1, checkpoint_every: 10, plot: false, progress: false, tensorboard: false}
 """.replace("STEPS", str(STEPS))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _env(tmp_path: Path, logs: str) -> dict:
+    return dict(os.environ, PYTHON=sys.executable, TRAIN_ENTRY=str(WORKER), LOG_DIR=str(tmp_path / logs),
+                CLUSTER_TIMEOUT="120", MS_OM_PATH=str(tmp_path / "om"), SHOW_WORKER_LOG="0")
+
+
+def _launch(tmp_path: Path, cfg: Path, out: Path, run: Path, tag: str, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(["bash", str(SCRIPT), "2", str(cfg), "--out", str(out), "--tag", tag,
+                             "--set", f"output.dir={run}", *extra], cwd=tmp_path, env=_env(tmp_path, f"logs{tag}"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="module")
+def unbroken(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dp")
+    cfg = tmp / "dp.yaml"
+    cfg.write_text(CONFIG)
+    out = tmp / "weights"
+    proc = _launch(tmp, cfg, out, tmp / "dp_run", "")
+    _, err = proc.communicate(timeout=400)
+    assert proc.returncode == 0, err[-3000:]
+    return tmp, cfg, out
 
 
 @pytest.mark.slow
-def test_two_workers_match_one_worker_with_twice_the_batch(tmp_path):
-    cfg = tmp_path / "dp.yaml"
-    cfg.write_text(CONFIG)
-    worker = str(ROOT / "tests" / "train" / "dist_worker.py")
-    out = tmp_path / "weights"
-    env = dict(os.environ, PYTHON=sys.executable, TRAIN_ENTRY=worker, MASTER_PORT=str(_free_port()),
-               LOG_DIR=str(tmp_path / "logs"), CLUSTER_TIMEOUT="120", MS_OM_PATH=str(tmp_path / "om"))
-    dp = subprocess.run(["bash", str(ROOT / "scripts" / "train_distributed.sh"), "2", str(cfg), "--out", str(out),
-                         "--set", f"output.dir={tmp_path / 'dp_run'}"],
-                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
-    assert dp.returncode == 0, dp.stderr[-3000:]
-    single = subprocess.run([sys.executable, worker, "--config", str(cfg), "--out", str(out),
-                             "--set", "data.batch_size=4", "--set", f"output.dir={tmp_path / 'single_run'}"],
+def test_two_workers_match_one_worker_with_twice_the_batch(unbroken):
+    tmp_path, cfg, out = unbroken
+    single = subprocess.run([sys.executable, str(WORKER), "--config", str(cfg), "--out", str(out),
+                             "--set", "train.max_steps=4", "--set", f"output.dir={tmp_path / 'single_run'}"],
                             cwd=tmp_path, env=dict(os.environ, MS_OM_PATH=str(tmp_path / "om")),
                             capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr[-3000:]
 
     r0, r1, one = (np.load(out / name) for name in ("rank0_of2.npz", "rank1_of2.npz", "rank0_of1.npz"))
-    final = [k for k in r0.files if k.startswith("final/")]
-    assert final and len(r0["losses"]) == STEPS
-    for key in r0.files:  # identical start, identical weights after every step's gradient mean
+    initial = [k for k in r0.files if k.startswith("initial/")]
+    at4 = [k for k in r0.files if k.startswith("step4/")]
+    assert initial and at4 and len(r0["losses"]) == STEPS and len(one["losses"]) == 4
+    for key in initial:  # an identical start: copies taken before the first step...
         np.testing.assert_array_equal(r0[key], r1[key], err_msg=key)
-    # the logged loss is the mean over ranks: the loss of the whole batch of 2b
-    np.testing.assert_allclose(r0["losses"], one["losses"], rtol=1e-5)
+    # ...that really are the start (a live view of the parameters would equal the final weights)
+    assert any(not np.array_equal(r0[k], r0[k.replace("initial/", "final/")]) for k in initial)
+    # bit-identical weights on both ranks after every one of the steps
+    assert list(r0["steps"]) == list(range(1, STEPS + 1)) and list(r0["digests"]) == list(r1["digests"])
+    assert len(set(r0["digests"])) == STEPS  # the weights changed at every step
+    # the logged loss is the mean over ranks: with the contrastive term off, the loss of the whole batch
+    # of 4 (equal at step 1; then the two runs' weights differ by float rounding)
+    np.testing.assert_allclose(r0["losses"][0], one["losses"][0], rtol=1e-6)
+    np.testing.assert_allclose(r0["losses"][:4], one["losses"], rtol=1e-5)
     worst = 0.0
-    for key in final:
+    for key in at4:
         scale = float(np.abs(one[key]).max()) or 1.0
         worst = max(worst, float(np.abs(r0[key] - one[key]).max()) / scale)
-    # Adam's first steps move every weight by ~lr * sign(g): float rounding of the mean over
-    # 2 ranks vs over one batch shows up as a few 1e-5 of relative difference
+    # float rounding of the mean over 2 ranks vs over one batch of 4, amplified by Adam's sign-like steps
+    print(f"2 workers x 2 vs 1 worker x 4 after 4 Adam steps: max rel weight diff {worst:.2e}")
     assert worst < 3e-4, worst
-    # rank 0 alone writes logs (both ranks appending would double the lines), checkpoints, the model
-    assert len((tmp_path / "dp_run" / "metrics.jsonl").read_text().splitlines()) == STEPS
-    assert (tmp_path / "dp_run" / "model.ckpt").exists()
-    assert sorted(p.name for p in (tmp_path / "dp_run" / "checkpoints").iterdir()) == [
-        "step_000000002.ckpt", "step_000000004.ckpt"]
-    print(f"2 workers x 2 vs 1 worker x 4 after {STEPS} Adam steps: max rel weight diff {worst:.2e}")
+    run = tmp_path / "dp_run"  # rank 0 alone writes logs, checkpoints, the model
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == STEPS
+    assert (run / "model.ckpt").exists()
+
+
+@pytest.mark.slow
+def test_signal_to_the_launcher_stops_every_rank_at_one_step_and_resume_is_exact(unbroken):
+    tmp_path, cfg, out = unbroken
+    run = tmp_path / "stopped_run"
+    proc = _launch(tmp_path, cfg, out, run, "_stopped")
+    metrics = run / "metrics.jsonl"
+    deadline = time.time() + 300
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() is not None else ""
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    r0, r1 = (np.load(out / f"rank{r}_of2_stopped.npz") for r in (0, 1))
+    stopped = int(r0["steps"][-1])
+    assert 3 <= stopped < STEPS and int(r1["steps"][-1]) == stopped  # every rank stopped after the same step
+    assert err.strip().splitlines()[-1] == (f"train_distributed.sh: interrupted at step {stopped}: checkpoint "
+                                            f"{run}/checkpoints/step_{stopped:09d}.ckpt; continue with --resume")
+    assert (run / "checkpoints" / f"step_{stopped:09d}.ckpt").exists()
+
+    resumed = _launch(tmp_path, cfg, out, run, "_resumed", "--resume")
+    _, err = resumed.communicate(timeout=400)
+    assert resumed.returncode == 0, err[-3000:]
+    reference = np.load(out / "rank0_of2.npz")
+    again = [np.load(out / f"rank{r}_of2_resumed.npz") for r in (0, 1)]
+    assert list(again[0]["steps"]) == list(range(stopped + 1, STEPS + 1))
+    digests = list(r0["digests"]) + list(again[0]["digests"])
+    assert digests == list(reference["digests"])  # the weights of the uninterrupted run after every step
+    assert list(again[0]["digests"]) == list(again[1]["digests"])
+
+
+@pytest.mark.slow
+def test_taken_master_port_fails_at_once(tmp_path):
+    cfg = tmp_path / "dp.yaml"
+    cfg.write_text(CONFIG)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        start = time.monotonic()
+        proc = subprocess.run(["bash", str(SCRIPT), "2", str(cfg)], cwd=tmp_path,
+                              env={**_env(tmp_path, "logs"), "MASTER_PORT": str(port)}, capture_output=True,
+                              text=True, timeout=120)
+        seconds = time.monotonic() - start
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert f"MASTER_PORT {port} on 127.0.0.1 is already in use" in lines[0]
+    assert seconds < 10, seconds
+    print(f"taken port reported in {seconds:.2f} s")

@@ -1,0 +1,129 @@
+"""Where a run's numbers go (rank 0): metrics.jsonl, TensorBoard event files, train.log.
+
+* `JsonlSink`: one JSON object per logged step (and one per validation, with
+  ``"kind": "val"``) in metrics.jsonl; lines after the resumed step are dropped first.
+* `TensorBoardSink`: event files written by tensorboardX into the run directory, so
+  ``tensorboard --logdir runs/`` shows every run: train/loss, l1, contrastive, lr,
+  grad_norm, pairs_per_s (and loss_scale with mixed precision); val/<task>/psnr_y,
+  ssim_y and their baselines; input | output | target strips of a few validation
+  images. A resumed run purges the events after its checkpoint's step.
+* `TextLogSink`: train.log, the plain-text story of the run (start, resume, logged
+  steps, validations, checkpoints, warnings of the library, the end).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ipt_ms.train.callbacks import Callback
+from ipt_ms.train.metrics import MetricsLog
+
+if TYPE_CHECKING:
+    from ipt_ms.train.loop import Trainer, TrainResult
+    from ipt_ms.train.validation import ValidationReport
+
+__all__ = ["JsonlSink", "TensorBoardSink", "TextLogSink", "METRICS_FILE", "TEXT_LOG_FILE"]
+
+METRICS_FILE = "metrics.jsonl"
+TEXT_LOG_FILE = "train.log"
+log = logging.getLogger("ipt_ms.train")
+
+
+class JsonlSink(Callback):
+    """metrics.jsonl: the machine-readable log (`ipt_ms.train.metrics.read_metrics`)."""
+
+    def __init__(self, run_dir: Path, resumed_step: int):
+        self.log = MetricsLog(run_dir / METRICS_FILE)
+        self.log.truncate_after(resumed_step)
+
+    @property
+    def path(self) -> Path:
+        return self.log.path
+
+    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        self.log.write(record)
+
+    def on_validation(self, trainer: Trainer, report: ValidationReport) -> None:
+        self.log.write({"kind": "val", "step": report.step, "time": time.time(), "tasks": report.as_dict()})
+
+    def close(self) -> None:
+        self.log.close()
+
+
+class TensorBoardSink(Callback):
+    """TensorBoard event files in the run directory (tensorboardX)."""
+
+    TRAIN_SCALARS = ("loss", "l1", "contrastive", "lr", "grad_norm", "pairs_per_s", "loss_scale")
+
+    def __init__(self, run_dir: Path, resumed_step: int):
+        from tensorboardX import SummaryWriter
+
+        # purge_step: TensorBoard hides events of the interrupted run from this step on
+        self.writer = SummaryWriter(logdir=str(run_dir), purge_step=resumed_step + 1 if resumed_step else None,
+                                    flush_secs=20)
+
+    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        step = record["step"]
+        for key in self.TRAIN_SCALARS:
+            if key in record:
+                self.writer.add_scalar(f"train/{key}", record[key], step)
+        self.writer.add_scalar(f"train/loss_{record['task']}", record["loss"], step)
+
+    def on_validation(self, trainer: Trainer, report: ValidationReport) -> None:
+        for task, r in report.tasks.items():
+            for key in ("psnr", "ssim", "baseline_psnr", "baseline_ssim"):
+                value = getattr(r, key)
+                if value is not None:
+                    self.writer.add_scalar(f"val/{task}/{key.replace('psnr', 'psnr_y').replace('ssim', 'ssim_y')}",
+                                           value, report.step)
+            for name, strip in r.strips.items():
+                self.writer.add_image(f"val/{task}/{name}", strip, report.step, dataformats="HWC")
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class TextLogSink(Callback):
+    """train.log: human-readable lines, plus every warning the library logs during the run."""
+
+    def __init__(self, run_dir: Path, resumed_step: int, earlier: Sequence[logging.LogRecord] = ()):
+        self.path = run_dir / TEXT_LOG_FILE
+        self.handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (kept open for the run)
+        self.handler = logging.StreamHandler(self.handle)
+        self.handler.setLevel(logging.INFO)
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+        for record in earlier:  # logged while the run was being set up
+            self.handler.handle(record)
+        self.library = logging.getLogger("ipt_ms")
+        self.library.addHandler(self.handler)
+
+    def line(self, text: str) -> None:
+        self.handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+        self.handle.flush()
+
+    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        extra = f" scale {record['loss_scale']:g}" if "loss_scale" in record else ""
+        self.line(f"step {record['step']} epoch {record['epoch']} batch {record['batch']} task {record['task']}: "
+                  f"loss {record['loss']:.6g} l1 {record['l1']:.6g} contrastive {record['contrastive']:.6g} "
+                  f"lr {record['lr']:.3g} grad_norm {record['grad_norm']:.4g} {record['pairs_per_s']:.1f} pairs/s"
+                  + ("" if record["applied"] else " (not applied: non-finite)") + extra)
+
+    def on_validation(self, trainer: Trainer, report: ValidationReport) -> None:
+        for text in report.lines():
+            self.line(f"validation at step {report.step}: {text}")
+
+    def on_checkpoint(self, trainer: Trainer, path: Path) -> None:
+        self.line(f"checkpoint {path}")
+
+    def on_train_end(self, trainer: Trainer, result: TrainResult) -> None:
+        for text in result.summary_lines():
+            self.line(text)
+
+    def close(self) -> None:
+        self.library.removeHandler(self.handler)
+        self.handle.close()
