@@ -10,8 +10,9 @@ def register(subparsers) -> None:
         "convert", help="convert weights between PyTorch, MindSpore and the MindSpore model zoo",
         description="Convert IPT weights. SRC may be in any layout ipt-ms reads (official PyTorch, ipt-ms "
                     ".ckpt, MindSpore model zoo / Hub / zoo trainer checkpoint; detected from its keys). The "
-                    "format written follows DST's extension (.pt/.pth/.safetensors/.ckpt); the architecture is "
-                    "stored in ipt-ms outputs. Weights cannot tell "
+                    "format written follows DST's extension (.pt/.pth/.safetensors/.ckpt). In the ipt-ms layout the "
+                    "architecture is stored in every output: .ckpt, .safetensors and .pt/.pth (the state_dict's "
+                    "_metadata, which the official code ignores); zoo layouts carry none. Weights cannot tell "
                     "the number of attention heads: give --num-heads for a file that does not record it (default "
                     "12, the official value). Nothing is written when keys, shapes or values do not check out.")
     p.add_argument("src", help="source weights file")

@@ -72,6 +72,7 @@ class WeightFile:
     training: dict | None = None  # step, epoch, ... of a training checkpoint
     unexpected: list[str] = field(default_factory=list)  # file keys no layout rule accounts for
     notes: list[str] = field(default_factory=list)  # what reading changed, for `ipt-ms info`
+    heads_assumed: bool = False  # resolve_spec took the official 12 heads (the file cannot tell)
 
     @property
     def source(self) -> str:
@@ -340,10 +341,7 @@ def resolve_spec(weights: WeightFile, *, num_heads: int | None = None, task_name
         return spec.replace(**changes) if changes else spec
     shapes = {k: tuple(v.shape) for k, v in weights.arrays.items()}
     names = task_names or (list(weights.task_names) if weights.task_names else None)
-    if num_heads is None:  # the shapes cannot tell; say what is assumed rather than assume silently
-        logging.getLogger("ipt_ms.convert").warning(
-            "%s does not record its number of attention heads: assuming 12, as in every official release "
-            "(pass --num-heads if it was trained with another)", weights.path.name)
+    weights.heads_assumed = num_heads is None  # said by official_state once the file has passed every check
     return infer_spec(shapes, num_heads=num_heads or 12, task_names=names, pos_every=bool(pos_every),
                       patch_size=patch_size, source=weights.source)
 
@@ -377,6 +375,10 @@ def official_state(weights: WeightFile, spec: IPTSpec) -> dict[str, np.ndarray]:
     check_shapes(found, expected, tolerate_missing=TORCH_ONLY_BUFFERS,
                  context=f"{weights.source} ({LAYOUTS[weights.layout]} layout; keys under official names)")
     _check_finite(arrays, weights)
+    if weights.heads_assumed:  # the shapes cannot tell; say what is assumed rather than assume silently
+        logging.getLogger("ipt_ms.convert").warning(
+            "%s does not record its number of attention heads: assuming 12, as in every official release "
+            "(pass --num-heads if it was trained with another)", weights.path.name)
     out = {}
     for key, shape in expected.items():
         if key in TORCH_ONLY_BUFFERS and key not in arrays:
