@@ -124,19 +124,41 @@ class TorchTrainer:
     def state(self) -> dict[str, np.ndarray]:
         return {k: v.detach().numpy().copy() for k, v in self.model.state_dict().items()}
 
-    def float64_gradients(self, lr: np.ndarray, hr: np.ndarray, task_idx: int) -> dict[str, np.ndarray]:
+    def float64_gradients(self, lr: np.ndarray, hr: np.ndarray, task_idx: int,
+                          flips: frozenset = frozenset()) -> dict[str, np.ndarray]:
         """Gradients of a float64 copy of the model: the reference that shows how far
-        float32 itself (in either framework) can be from the exact gradient."""
+        float32 itself (in either framework) can be from the exact gradient. `flips`
+        toggles ReLU masks at kinks (`parity.relu_kinks`)."""
         import copy
 
         import torch
 
+        from parity.relu_kinks import ReluProbe
+
         model = copy.deepcopy(self.model).double()
-        total, _, _ = torch_loss(model, torch.from_numpy(lr).double(), torch.from_numpy(hr).double(), task_idx,
-                                 self.contrastive, self.weight)
+        with ReluProbe(flips, record=False).attached(model):
+            total, _, _ = torch_loss(model, torch.from_numpy(lr).double(), torch.from_numpy(hr).double(), task_idx,
+                                     self.contrastive, self.weight)
         total.backward()
         return {n: (p.grad.numpy() if p.grad is not None else np.zeros(tuple(p.shape)))
                 for n, p in model.named_parameters() if p.requires_grad}
+
+    def relu_kinks(self, lr: np.ndarray, hr: np.ndarray, task_idx: int, band_factor: float | None = None) -> list:
+        """ReLU inputs of this batch's forward within float32 rounding of zero (`parity.relu_kinks`)."""
+        import copy
+
+        import torch
+
+        from parity.relu_kinks import KINK_BAND, ReluProbe, find_kinks
+
+        runs = []
+        for dtype, model in ((torch.float32, self.model), (torch.float64, copy.deepcopy(self.model).double())):
+            with torch.no_grad(), ReluProbe().attached(model) as probe:
+                torch_loss(model, torch.from_numpy(lr).to(dtype), torch.from_numpy(hr).to(dtype), task_idx,
+                           self.contrastive, self.weight)
+            runs.append(probe)
+        return find_kinks(runs[0].inputs, runs[1].inputs, runs[1].sites,
+                          KINK_BAND if band_factor is None else band_factor)
 
 
 # ------------------------------------------------------------------------------- MindSpore side
@@ -219,19 +241,15 @@ def _rel(a: float, b: float) -> float:
     return abs(a - b) / max(abs(b), 1e-12)
 
 
-def _grad_errors(candidate: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> dict[str, float]:
-    """Per parameter: max|candidate - reference| / max|reference| (relative to its own scale)."""
-    out = {}
-    for key, ref in reference.items():
-        scale = float(np.abs(ref).max())
-        diff = float(np.abs(candidate[key] - ref).max())
-        out[key] = diff / scale if scale > 0 else diff
-    return out
-
-
 @dataclass
 class TrainParityReport:
-    """Step-1 loss/gradient errors and the N-step loss curves of both frameworks."""
+    """Step-1 loss/gradient errors and the N-step loss curves of both frameworks.
+
+    Gradient errors account for ReLU kinks (`parity.relu_kinks`): where a pre-activation is
+    within float32 rounding of zero, each framework is compared with the float64 gradient
+    for the mask it used there. `grad_max_rel_err_raw` is the plain MindSpore-vs-PyTorch
+    difference, kink contributions included.
+    """
 
     contrastive: str
     steps: int
@@ -247,6 +265,9 @@ class TrainParityReport:
     grad_tolerance: float = GRAD_TOLERANCE
     curve_tolerance: float = CURVE_TOLERANCE
     per_param: dict[str, float] = field(default_factory=dict)
+    grad_max_rel_err_raw: float = float("nan")
+    kinks: list[str] = field(default_factory=list)
+    kinks_sides_differ: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -255,9 +276,12 @@ class TrainParityReport:
 
     def summary(self) -> str:
         losses = ", ".join(f"{k} {v:.2e}" for k, v in self.loss_rel_err.items())
+        kinks = f"{len(self.kinks)} ReLU kinks, {len(self.kinks_sides_differ)} taken on different sides"
+        if self.kinks_sides_differ:
+            kinks += f" ({'; '.join(self.kinks_sides_differ)}; raw gradient rel err {self.grad_max_rel_err_raw:.2e})"
         return (f"training parity ({self.contrastive}): step-1 loss rel err {losses}; gradients max rel err "
                 f"{self.grad_max_rel_err:.2e} ({self.worst_grad}); vs float64: MindSpore "
-                f"{self.grad_mindspore_vs_float64:.2e}, PyTorch {self.grad_torch_vs_float64:.2e}; "
+                f"{self.grad_mindspore_vs_float64:.2e}, PyTorch {self.grad_torch_vs_float64:.2e}; {kinks}; "
                 f"{self.steps}-step Adam loss curve max rel err "
                 f"{self.curve_max_rel_err:.2e}; weights after {self.steps} steps max rel err "
                 f"{self.weights_max_rel_err:.2e} -> {'PASS' if self.ok else 'FAIL'}")
@@ -273,12 +297,15 @@ def run_train_parity(spec: IPTSpec | None = None, steps: int = 20, contrastive: 
                      seed: int = 0) -> TrainParityReport:
     """Run both trainers from `parity.seeded.seeded_state(spec, seed)` and compare them.
 
-    The relative gradient error of a parameter is max|g_ms - g_torch| / max|g_torch| (its
-    own scale); the curve error is max over steps of |L_ms - L_torch| / |L_torch|. Both
-    frameworks' float32 gradients are also compared with a float64 run of the twin: on
-    the full-size model some tensors' float32 gradients are ill-conditioned (ReLU masks
-    flipped by rounding), and that floor, not the port, then bounds the agreement.
+    The relative gradient error of a parameter is max|g_ms - g_torch - k| / max|g_torch|
+    (its own scale), where k is the exact float64 difference that ReLU kinks taken on
+    different sides make (zero when both frameworks took the same sides; see
+    `parity.relu_kinks`); the curve error is max over steps of |L_ms - L_torch| / |L_torch|.
+    Both frameworks' float32 gradients are also compared with a float64 run of the twin
+    (with each framework's kink sides): on the full-size model some tensors' float32
+    gradients are ill-conditioned, and that floor, not the port, then bounds the agreement.
     """
+    from parity.relu_kinks import relative_errors, resolve_kinks, torch_side_flips
     from parity.seeded import seeded_state
 
     spec = spec or IPTSpec.tiny(scales=(2, 1), task_names=("sr_x2", "denoise_30"))
@@ -292,11 +319,22 @@ def run_train_parity(spec: IPTSpec | None = None, steps: int = 20, contrastive: 
     t_losses, t_grads = torch_trainer.gradients(*data[0])
     loss_err = {name: _rel(a, b) for name, a, b in zip(("total", "l1", "contrastive"), ms_losses, t_losses)
                 if not (name == "contrastive" and contrastive == "none")}
-    per_param = _grad_errors(ms_grads, t_grads)
+
+    kinks = torch_trainer.relu_kinks(*data[0])
+    torch_flips = torch_side_flips(kinks)
+
+    def exact(flips):
+        return torch_trainer.float64_gradients(*data[0], flips=flips)
+
+    exact_torch = exact(torch_flips)
+    ms_flips, exact_ms = resolve_kinks(ms_grads, exact, kinks, torch_flips, base=exact_torch)
+    kink_term = {k: exact_ms[k] - exact_torch[k] for k in t_grads}
+    per_param = relative_errors({k: ms_grads[k] - kink_term[k] for k in t_grads}, t_grads)
     worst = max(per_param, key=per_param.get)
-    exact = torch_trainer.float64_gradients(*data[0])
-    ms_floor = max(_grad_errors(ms_grads, exact).values())
-    torch_floor = max(_grad_errors(t_grads, exact).values())
+    raw = max(relative_errors(ms_grads, t_grads).values())
+    ms_floor = max(relative_errors(ms_grads, exact_ms).values())
+    torch_floor = max(relative_errors(t_grads, exact_torch).values())
+    differ = ms_flips ^ torch_flips
 
     curve_ms = [ms_trainer.step(*batch) for batch in data]
     curve_t = [torch_trainer.step(*batch) for batch in data]
@@ -309,7 +347,9 @@ def run_train_parity(spec: IPTSpec | None = None, steps: int = 20, contrastive: 
         scale = float(np.abs(ref).max()) or 1.0
         weights_err = max(weights_err, float(np.abs(ms_state[key] - ref).max()) / scale)
     return TrainParityReport(contrastive, steps, loss_err, per_param[worst], worst, curve_ms, curve_t, curve_err,
-                             weights_err, ms_floor, torch_floor, per_param=per_param)
+                             weights_err, ms_floor, torch_floor, per_param=per_param, grad_max_rel_err_raw=raw,
+                             kinks=[k.describe() for k in kinks],
+                             kinks_sides_differ=[k.describe() for k in kinks if k.flip in differ])
 
 
 def main(argv: list[str] | None = None) -> int:
