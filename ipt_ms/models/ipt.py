@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from mindspore import Tensor, nn, ops
 
+from ipt_ms.compile_cache import CompileCached
 from ipt_ms.models.transformer import VisionTransformer
 from ipt_ms.spec import IPTSpec
 
@@ -90,8 +91,11 @@ def make_tail(spec: IPTSpec, scale: int) -> nn.SequentialCell:
     ])
 
 
-class IPT(nn.Cell):
+class IPT(CompileCached, nn.Cell):
     """The multi-task IPT network.
+
+    Called from Python in Graph mode, its compiled graphs go through the persistent
+    compile cache (`ipt_ms.compile_cache`).
 
     Args:
         spec: the architecture (see `ipt_ms.spec.IPTSpec`).

@@ -29,6 +29,8 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 
+from ipt_ms.compile_cache import CompileCached
+
 # Per-gradient maps applied with HyperMap: a Python loop or comprehension over the ~380
 # gradients of the full model nests one call per element and exceeds Graph mode's call
 # depth limit (1000).
@@ -244,7 +246,7 @@ class TakeMeanGradients(nn.Cell):
         return mean_stats, mean_grads
 
 
-class TrainStep(nn.Cell):
+class TrainStep(CompileCached, nn.Cell):
     """Forward + backward + (data-parallel mean) + `ParameterUpdate`, for `IPTLoss`.
 
     Args:
