@@ -60,14 +60,14 @@ def _phase(scope: str) -> str:
     return "forward + loss"
 
 
-def profile_mindspore(preset: str, steps: int) -> dict:
+def profile_mindspore(preset: str, steps: int, keep: str | None = None) -> dict:
     import mindspore as ms
     from mindspore.profiler import ProfilerActivity
 
     trainer, (lr, hr, task) = _trainer("mindspore", preset)
     for _ in range(2):
         trainer.step(lr, hr, task)
-    with tempfile.TemporaryDirectory(prefix="ipt-prof-") as out:
+    with tempfile.TemporaryDirectory(prefix="ipt-prof-", dir=keep) as out:
         start = time.perf_counter()
         prof = ms.Profiler(output_path=out, activities=[ProfilerActivity.CPU])
         for _ in range(steps):
@@ -76,6 +76,10 @@ def profile_mindspore(preset: str, steps: int) -> dict:
         wall = (time.perf_counter() - start) / steps
         prof.analyse()
         detail = next(Path(out).rglob("cpu_op_detail_info_*.csv"))
+        if keep:
+            import shutil
+
+            shutil.copy(detail, Path(keep) / "mindspore_op_detail.csv")
         by_type, by_phase = defaultdict(float), defaultdict(float)
         with open(detail, newline="") as fh:
             for row in csv.DictReader(fh):
@@ -125,18 +129,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--frameworks", default="mindspore,torch")
+    parser.add_argument("--keep", default=None, help="copy MindSpore's per-operator CSV into this folder")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        fn = profile_mindspore if args.child == "mindspore" else profile_torch
-        print("PROFILE " + json.dumps(fn(args.preset, args.steps)))
+        if args.child == "mindspore":
+            result = profile_mindspore(args.preset, args.steps, args.keep)
+        else:
+            result = profile_torch(args.preset, args.steps)
+        print("PROFILE " + json.dumps(result))
         return 0
     results = {}
     for framework in args.frameworks.split(","):
         # compiled afresh: graphs loaded from the compile cache lose the scopes the phase split reads
         env = dict(os.environ, IPT_MS_COMPILE_CACHE="0")
-        done = subprocess.run([sys.executable, __file__, "--child", framework, "--preset", args.preset,
-                               "--steps", str(args.steps)], capture_output=True, text=True, cwd=ROOT, env=env)
+        cmd = [sys.executable, __file__, "--child", framework, "--preset", args.preset, "--steps", str(args.steps)]
+        if args.keep:
+            Path(args.keep).mkdir(parents=True, exist_ok=True)
+            cmd += ["--keep", str(Path(args.keep).resolve())]
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
         lines = [ln for ln in done.stdout.splitlines() if ln.startswith("PROFILE ")]
         if done.returncode != 0 or not lines:
             print(f"{framework} failed:\n{done.stderr[-3000:]}", file=sys.stderr)

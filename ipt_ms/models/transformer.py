@@ -42,7 +42,7 @@ def patch_unfold(x, patch: int):
     B, C, H, W = x.shape
     gh, gw = H // patch, W // patch
     x = x.reshape((-1, C, gh, patch, gw, patch))
-    x = ops.transpose(x, (2, 4, 0, 1, 3, 5))
+    x = compat.permute(x, (2, 4, 0, 1, 3, 5))
     return x.reshape((gh * gw, -1, C * patch * patch))
 
 
@@ -52,7 +52,7 @@ def patch_fold(tokens, patch: int, height: int, width: int):
     gh, gw = height // patch, width // patch
     C = D // (patch * patch)
     x = tokens.reshape((gh, gw, -1, C, patch, patch))
-    x = ops.transpose(x, (2, 3, 0, 4, 1, 5))
+    x = compat.permute(x, (2, 3, 0, 4, 1, 5))
     return x.reshape((-1, C, height, width))
 
 
@@ -89,7 +89,7 @@ class MultiheadAttention(nn.Cell):
     def _split_heads(self, x2d, length: int):
         # (L*B, E) rows ordered l*B + b  ->  (B*H, L, head_dim), torch's head layout
         x = x2d.reshape((length, -1, self.head_dim))
-        return ops.transpose(x, (1, 0, 2))
+        return compat.permute(x, (1, 0, 2))
 
     def construct(self, query, key, value):
         L, _, E = query.shape
@@ -104,7 +104,7 @@ class MultiheadAttention(nn.Cell):
         attn = ops.softmax(self.scores(q, k), axis=-1)
         attn = self.attn_dropout(attn)
         out = self.weighted_sum(attn, v)  # (B*H, L, head_dim)
-        out = ops.transpose(out, (1, 0, 2)).reshape((-1, E))
+        out = compat.permute(out, (1, 0, 2)).reshape((-1, E))
         return self.out_proj(out).reshape((L, -1, E))
 
 
@@ -277,7 +277,7 @@ class VisionTransformer(nn.Cell):
             out = compat.dense_2d(self.mlp_head, out) + out
             if with_stages:
                 stages = stages + (out,)
-        features = ops.transpose(out, (1, 0, 2))
+        features = compat.permute(out, (1, 0, 2))
         out = patch_fold(out, self.patch_dim, H, W)
         if with_stages:
             stages = stages + (out,)
