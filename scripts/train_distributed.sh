@@ -21,6 +21,8 @@
 #   LOG_DIR         msrun.log, scheduler.log, worker_N.log (default runs/msrun_logs)
 #   CLUSTER_TIMEOUT seconds to wait for all workers to join (default 600)
 #   SHOW_WORKER_LOG 1 (default): rank 0's log on the console; 0: quiet
+#   SCHEDULER_GRACE seconds the workers may outlive a scheduler that exited without an
+#                   error (default 20: at the end of a run it leaves moments before them)
 #   TRAIN_ENTRY     Python script each worker runs (default: the ipt-ms CLI with `train`)
 #   PYTHON          interpreter of the project's environment (default: python3 on PATH); its
 #                   folder goes first on PATH because msrun starts workers as `python ...`
@@ -29,7 +31,7 @@ set -euo pipefail
 say() { echo "train_distributed.sh: $*" >&2; }
 
 if [[ $# -lt 2 ]]; then
-    sed -n '2,27p' "$0" >&2
+    sed -n '2,28p' "$0" >&2
     exit 2
 fi
 NUM_WORKERS=$1
@@ -69,6 +71,7 @@ MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
 LOG_DIR=${LOG_DIR:-runs/msrun_logs}
 CLUSTER_TIMEOUT=${CLUSTER_TIMEOUT:-600}
 SHOW_WORKER_LOG=${SHOW_WORKER_LOG:-1}
+SCHEDULER_GRACE=${SCHEDULER_GRACE:-20}
 NODE_ARGS=()
 if [[ -n "${NODE_RANK:-}" ]]; then
     NODE_ARGS=(--node_rank="$NODE_RANK")
@@ -172,6 +175,7 @@ trap 'on_signal INT' INT
 trap 'on_signal TERM' TERM
 
 FAIL=
+SCHED_GONE_AT=
 while kill -0 "$MSRUN_PID" 2>/dev/null; do
     if [[ -n "$STOPPING" ]]; then
         [[ -z "$(workers)" ]] && break
@@ -182,8 +186,17 @@ while kill -0 "$MSRUN_PID" 2>/dev/null; do
         break
     elif [[ -f "$LOG_DIR/scheduler.log" ]] && ! scheduler_alive && [[ -n "$(workers)" ]]; then
         cause=$(grep -h -m1 -E 'Failed to call bind|\[ERROR\]|Error' "$LOG_DIR/scheduler.log" | cut -c1-300 || true)
-        FAIL="the scheduler exited${cause:+: $cause}"
-        break
+        if [[ -n "$cause" ]]; then
+            FAIL="the scheduler exited: $cause"
+            break
+        fi
+        # At the end of a good run the scheduler leaves first and the workers follow within
+        # moments: only workers still there SCHEDULER_GRACE seconds later mean it died early.
+        SCHED_GONE_AT=${SCHED_GONE_AT:-$SECONDS}
+        if (( SECONDS - SCHED_GONE_AT >= SCHEDULER_GRACE )); then
+            FAIL="the scheduler exited and the workers were still running ${SCHEDULER_GRACE} s later"
+            break
+        fi
     fi
     sleep 0.5 &
     wait $! || true

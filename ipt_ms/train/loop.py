@@ -472,7 +472,7 @@ class Trainer:
     def _loop(self, total_steps: int, stop, result: TrainResult) -> None:
         import contextlib
 
-        from ipt_ms.progress import progress_bar
+        from ipt_ms.progress import counter, progress_wanted
         from ipt_ms.train.data import batches
         from ipt_ms.train.schedules import learning_rate
         from ipt_ms.train.step import set_learning_rate
@@ -483,9 +483,10 @@ class Trainer:
             if self.dist.distributed:  # ranks could disagree on the last step and hang in the all-reduce
                 raise ConfigError("train.time_limit_min: only for single-process runs; use train.max_steps")
             deadline = time.monotonic() + 60.0 * cfg.train.time_limit_min
-        show = main and cfg.output.progress and not self.quiet
-        bar = progress_bar(iter(()), total=total_steps, desc=cfg.kind, unit="step", enable=show,
-                           initial=state.global_step)
+        # progress_wanted: a bar only on a terminal (or IPT_MS_PROGRESS=1): in nohup/cluster logs
+        # its frames would bury the log lines
+        show = main and cfg.output.progress and not self.quiet and progress_wanted()
+        bar = counter(total_steps, desc=cfg.kind, unit="step", enable=show, initial=state.global_step)
         current_lr = None
         ema_loss, ema_rate = None, None
         val_text = ""

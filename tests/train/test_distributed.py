@@ -147,3 +147,52 @@ def test_taken_master_port_fails_at_once(tmp_path):
     assert f"MASTER_PORT {port} on 127.0.0.1 is already in use" in lines[0]
     assert seconds < 10, seconds
     print(f"taken port reported in {seconds:.2f} s")
+
+
+# Stand-ins for `ipt-ms train` under msrun, to test the launcher's watch on the scheduler
+# without MindSpore: the scheduler (MS_ROLE=MS_SCHED) and the workers do what --mode says.
+FAKE_ENTRY = """
+import os, sys, time
+mode = sys.argv[sys.argv.index("--mode") + 1]
+if os.environ.get("MS_ROLE") == "MS_SCHED":
+    if mode == "bind-error":
+        print("[ERROR] DISTRIBUTED tcp_server.cc Failed to call bind, port in use", flush=True)
+        sys.exit(1)
+    time.sleep(1)
+    sys.exit(0)  # the end of a good run, or a silent death: the log says nothing either way
+time.sleep(5 if mode == "ends-first" else 300)
+"""
+
+
+def _fake_launch(tmp_path: Path, mode: str, grace: int) -> tuple[subprocess.CompletedProcess, float]:
+    entry = tmp_path / "fake_entry.py"
+    entry.write_text(FAKE_ENTRY)
+    cfg = tmp_path / "dp.yaml"
+    cfg.write_text(CONFIG)
+    env = {**_env(tmp_path, "logs"), "TRAIN_ENTRY": str(entry), "SCHEDULER_GRACE": str(grace)}
+    start = time.monotonic()
+    proc = subprocess.run(["bash", str(SCRIPT), "2", str(cfg), "--mode", mode], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    return proc, time.monotonic() - start
+
+
+@pytest.mark.slow
+def test_scheduler_that_leaves_just_before_the_workers_is_a_good_end(tmp_path):
+    # CI once failed a finished run: the scheduler exits when the workers finalize, moments
+    # before they exit themselves, and the launcher took that for a crash
+    proc, _ = _fake_launch(tmp_path, "ends-first", grace=20)
+    assert proc.returncode == 0, proc.stderr
+    assert "scheduler exited" not in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode, expected", [
+    ("bind-error", "the scheduler exited: [ERROR] DISTRIBUTED tcp_server.cc Failed to call bind"),
+    ("silent-death", "the scheduler exited and the workers were still running 3 s later"),
+])
+def test_scheduler_that_dies_stops_the_launch(tmp_path, mode, expected):
+    proc, seconds = _fake_launch(tmp_path, mode, grace=3)
+    assert proc.returncode == 1, proc.stderr
+    assert f"train_distributed.sh: {expected}" in proc.stderr
+    assert seconds < 30, seconds  # the workers would have slept 300 s
+    print(f"{mode}: reported in {seconds:.1f} s")

@@ -79,3 +79,32 @@ def test_progress_stays_off_in_a_pipe_and_never_buries_an_error(weights, tmp_pat
                    cwd=tmp_path)
     assert_one_line_error(bad, "opset >= 18")
     assert not (tmp_path / "x.onnx").exists()
+
+
+TRAIN_CONFIG = """
+kind: pretrain
+model: {tasks: [sr_x2], n_feats: 8, patch_size: 24, patch_dim: 3, num_heads: 2, num_layers: 1}
+data: {root: ROOT, batch_size: 2, samples_per_epoch: 8, num_workers: 0}
+loss: {contrastive: none}
+train: {max_steps: 3}
+output: {log_every: 1, checkpoint_every: 1000, plot: false, tensorboard: false, progress: true}
+"""
+
+
+@pytest.mark.parametrize("forced", [False, True])
+def test_training_with_progress_on_runs_in_a_pipe_and_on_a_forced_bar(tmp_path, forced):
+    """`ipt-ms pretrain` as under nohup or a cluster scheduler (stderr not a terminal), the
+    config's progress on: the run must finish (it once crashed at the first step), with
+    the step bar drawn only when IPT_MS_PROGRESS=1 asks for it."""
+    from ipt_ms.eval.photos import write_sample_photos
+
+    photos = tmp_path / "photos"
+    write_sample_photos(photos, ("astronaut", "coffee"), height=64, width=64)
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(TRAIN_CONFIG.replace("ROOT", str(photos)))
+    env = dict(SHOW) if forced else {}
+    proc = _run_cli("pretrain", "--config", cfg, "-o", tmp_path / "run", cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "run" / "model.ckpt").is_file()
+    bar = re.findall(r"pretrain: .*?\d+/3 \[", proc.stderr)  # tqdm frames "pretrain: 33%|... 1/3 [00:02..."
+    assert bool(bar) == forced, proc.stderr
