@@ -21,16 +21,25 @@ def build_ipt(spec: IPTSpec, conv_as_matmul: bool | None = None) -> IPT:
     return net
 
 
+#: Cell flags for CPU speed or memory that exported graphs must not carry: im2col
+#: convolutions, the batch-1 attention and the batch-sized query embedding (both bake the
+#: traced batch into the graph) and mint.permute (the ONNX exporter has no TransposeView).
+EXPORT_OFF_FLAGS = ("as_matmul", "single_image_path", "expand_query_pos", "free_transposes")
+
+
 @contextlib.contextmanager
-def native_convolutions(net: IPT) -> Iterator[IPT]:
-    """Within the block, `net` runs its convolutions natively (what exported graphs contain)."""
-    saved = [(cell, cell.as_matmul) for _, cell in net.cells_and_names() if isinstance(cell, Conv2d)]
-    set_conv_as_matmul(net, False)
+def exported_form(net: IPT) -> Iterator[IPT]:
+    """Within the block, `net` computes as exported graphs must (`EXPORT_OFF_FLAGS` off):
+    native convolutions, plain transposes, the batched attention for every batch."""
+    saved = [(cell, flag, getattr(cell, flag)) for _, cell in net.cells_and_names()
+             for flag in EXPORT_OFF_FLAGS if hasattr(cell, flag)]
+    for cell, flag, _ in saved:
+        setattr(cell, flag, False)
     try:
         yield net
     finally:
-        for cell, flag in saved:
-            cell.as_matmul = flag
+        for cell, flag, value in saved:
+            setattr(cell, flag, value)
 
 
-__all__ = ["IPT", "IPTSpec", "build_ipt", "native_convolutions", "set_conv_as_matmul"]
+__all__ = ["EXPORT_OFF_FLAGS", "IPT", "Conv2d", "IPTSpec", "build_ipt", "exported_form", "set_conv_as_matmul"]

@@ -26,7 +26,7 @@ class Conv2d(nn.Conv2d):
     keeps the convolutions off oneDNN's plain-NCHW convolution, whose only fast kernel
     needs the ISA capped at AVX2 -- a cap that also slows every matmul of the transformer
     by a quarter to a half (README, "Runtime settings"). Exports use the native
-    convolution (`native_convolutions`).
+    convolution (`ipt_ms.models.exported_form`).
     """
 
     as_matmul = False
@@ -96,12 +96,13 @@ class PixelShuffle(nn.Cell):
     def __init__(self, factor: int):
         super().__init__()
         self.factor = factor
+        self.free_transposes = True  # inference: mint.permute (`compat.permute`)
 
     def construct(self, x):
         _, channels, height, width = x.shape
         r = self.factor
         x = x.reshape((-1, channels // (r * r), r, r, height, width))
-        x = compat.permute(x, (0, 1, 4, 2, 5, 3))
+        x = compat.permute(x, (0, 1, 4, 2, 5, 3), self.free_transposes and not self.training)
         return x.reshape((-1, channels // (r * r), height * r, width * r))
 
 
