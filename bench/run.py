@@ -28,7 +28,7 @@ model costs ~30-40 s per call, so batch 64 gets 1 first call + 3 warm calls, bat
 
 MindSpore Graph on CPU runs a predictor batch as compiled calls of at most
 `ipt_ms.inference.CPU_GRAPH_CALL_TILES` (8) tiles: Graph mode keeps every intermediate
-of a call allocated (0.35 GB per tile), see docs/export.md.
+of a call allocated), see docs/export.md.
 """
 
 from __future__ import annotations
@@ -334,7 +334,7 @@ def render(results: list[Result], *, spec, task: str, flops: int, machine: dict,
         "warm'; the other columns are from this second process). "
         "Ratios are patches/s against PyTorch eager at the same batch. TFLOP/s counts 2 FLOP per MAC. "
         "MindSpore Graph on CPU feeds a batch to the compiled network at most 8 tiles per call "
-        "(`CPU_GRAPH_CALL_TILES`: Graph mode keeps every intermediate of a call allocated, 0.35 GB per tile).",
+        "(`CPU_GRAPH_CALL_TILES`: Graph mode keeps much of a call's intermediates allocated).",
         "",
         f"- Model: IPT `{task}`, {spec.num_parameters():,} parameters "
         f"({spec.num_layers}+{spec.num_layers} layers, {spec.num_heads} heads, n_feats {spec.n_feats}, "
