@@ -28,7 +28,7 @@ model costs ~30-40 s per call, so batch 64 gets 1 first call + 3 warm calls, bat
 
 MindSpore Graph on CPU runs a predictor batch as compiled calls of at most
 `ipt_ms.inference.CPU_GRAPH_CALL_TILES` (8) tiles: Graph mode keeps every intermediate
-of a call allocated (0.35 GB per tile), see docs/export.md.
+of a call allocated), see docs/export.md.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import ipt_ms  # noqa: E402,F401  (oneDNN / GLOG environment before MindSpore loads)
+from bench.loadmeter import REFUSED_EXIT, OthersMeter, loaded_banner, sample_others, verdict  # noqa: E402
 
 FRAMEWORKS = {  # key -> (create_predictor framework, MindSpore mode, label)
     "mindspore-pynative": ("mindspore", "pynative", "MindSpore PyNative"),
@@ -76,6 +77,8 @@ class Job:
     device: str = "cpu"
     image_size: int = 256
     image_runs: int = 0  # timed whole-image restorations after the patch timings
+    compile_cache: str = ""  # IPT_MS_COMPILE_CACHE for the worker ("" inherits, "0" off)
+    cache_state: str = ""  # MindSpore Graph: "cold" (empty compile cache) or "warm" (filled by the cold job)
 
 
 @dataclass
@@ -212,37 +215,23 @@ def _loadavg() -> float:
         return float("nan")
 
 
-def _busy_cpu_seconds() -> float:
-    """CPU seconds the whole machine has spent busy since boot (/proc/stat); nan elsewhere."""
-    try:
-        ticks = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
-    except (OSError, ValueError, IndexError):
-        return float("nan")
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
-
-
-def _own_cpu_seconds() -> float:
-    """CPU seconds of this process and its finished children (the workers)."""
-    import resource
-
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
 def spawn(job: Job, timeout: float) -> Result:
     """Run one job in a fresh interpreter; its peak RSS is its own.
 
     The load average counts the worker's own threads, so contention is measured directly:
     busy CPU time of the whole machine minus this process tree's, per second of the job.
     """
-    before, busy, own, start = _loadavg(), _busy_cpu_seconds(), _own_cpu_seconds(), time.perf_counter()
+    before = _loadavg()
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(asdict(job))]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))
-    except subprocess.TimeoutExpired:
-        proc = None
-    others = (_busy_cpu_seconds() - busy - (_own_cpu_seconds() - own)) / max(time.perf_counter() - start, 1e-9)
-    stats = dict(load_before=before, load_after=_loadavg(), others_cores=max(others, 0.0))
+    env = dict(os.environ)
+    if job.compile_cache:
+        env["IPT_MS_COMPILE_CACHE"] = job.compile_cache
+    with OthersMeter() as meter:
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=str(ROOT), env=env)
+        except subprocess.TimeoutExpired:
+            proc = None
+    stats = dict(load_before=before, load_after=_loadavg(), others_cores=meter.cores)
     if proc is None:
         return Result(job, error=f"timed out after {timeout:.0f} s", **stats)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_TAG)]
@@ -316,30 +305,36 @@ def _fmt(value: float, digits: int = 3) -> str:
 
 
 def render(results: list[Result], *, spec, task: str, flops: int, machine: dict, exports: dict, smoke: bool,
-           started: float, finished: float, loads: tuple[float, float]) -> str:
+           started: float, finished: float, loads: tuple[float, float], pre_check: float = float("nan")) -> str:
     """The `## Inference` section (Markdown)."""
     from bench.flops import ipt_macs
 
     macs = ipt_macs(spec, task)
-    patches = results
+    cold = {(r.job.framework, r.job.batch): r for r in results if r.job.cache_state == "cold" and not r.error}
+    patches = [r for r in results if r.job.cache_state != "cold"]
     images = [r for r in results if r.job.image_runs]
     ref = {r.job.batch: r for r in patches if r.job.framework == REFERENCE and not r.error}
     ref_image = next((r for r in images if r.job.framework == REFERENCE and not r.error), None)
     job_loads = [x for r in results for x in (r.load_before, r.load_after)]
     others = [r.others_cores for r in results if r.others_cores == r.others_cores]
-    quiet = loads[0] < 0.5 and max(others, default=9.0) < 0.1
+    judged = verdict([r.others_cores for r in results] + [pre_check])
     lines = [SECTION, ""]
     if smoke:
         lines += ["**Smoke run (tiny model, 1 iteration): not a measurement.**", ""]
+    if not judged.quiet:
+        lines += [loaded_banner(judged), ""]
     lines += [
         "`bench/run.py` (run: `.venv/bin/python bench/run.py`; `--smoke` is the CI form) measures every framework "
         "side by side in one run, each (framework, measurement) in its own process so that peak memory (VmHWM) "
         f"is its own. Patches are {spec.patch_size}x{spec.patch_size} float32 inputs, seeded uniform noise "
         "(speed does not depend on values); "
-        "'first call' includes Graph compilation / kernel creation, 'warm' is the median of the calls after it. "
+        "'first call' includes Graph compilation / kernel creation, 'warm' is the median of the calls after it; "
+        "MindSpore Graph runs twice per batch size, first with an empty persistent compile cache (`ipt_ms."
+        "compile_cache`; 'first call, cold') and then in a new process that finds the graph there ('first call, "
+        "warm'; the other columns are from this second process). "
         "Ratios are patches/s against PyTorch eager at the same batch. TFLOP/s counts 2 FLOP per MAC. "
         "MindSpore Graph on CPU feeds a batch to the compiled network at most 8 tiles per call "
-        "(`CPU_GRAPH_CALL_TILES`: Graph mode keeps every intermediate of a call allocated, 0.35 GB per tile).",
+        "(`CPU_GRAPH_CALL_TILES`: Graph mode keeps much of a call's intermediates allocated).",
         "",
         f"- Model: IPT `{task}`, {spec.num_parameters():,} parameters "
         f"({spec.num_layers}+{spec.num_layers} layers, {spec.num_heads} heads, n_feats {spec.n_feats}, "
@@ -353,29 +348,33 @@ def render(results: list[Result], *, spec, task: str, flops: int, machine: dict,
         "jobs, which counts the benchmark's own threads). Other processes kept on average "
         f"{max(others, default=float('nan')):.2f} cores busy during the busiest job "
         f"(mean over jobs {sum(others) / max(len(others), 1):.2f}; column 'others'). "
-        + ("Quiet enough for timings." if quiet else
+        + (f"Quiet enough for timings ({judged.describe()})." if judged.quiet else
            "**The machine was not quiet: other jobs shared the cores, so treat the timings as rough.**"),
         f"- Versions: Python {machine['python']}, MindSpore {machine['mindspore']}, PyTorch {machine['torch']}, "
         f"ONNX Runtime {machine['onnxruntime']}, onnx {machine['onnx']}, numpy {machine['numpy']}; "
         f"env ONEDNN_MAX_CPU_ISA={machine['env'].get('ONEDNN_MAX_CPU_ISA') or 'unset'}.",
         f"- Run: {time.strftime('%Y-%m-%d %H:%M', time.localtime(started))}, {(finished - started) / 60:.1f} min.",
         "",
-        "| framework | batch | load (s) | first call (s) | warm median (s) | runs | patches/s | vs PyTorch | "
-        "TFLOP/s | peak RSS (MiB) | others | threads |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| framework | batch | load (s) | first call, cold (s) | first call, warm (s) | warm median (s) | runs | "
+        "patches/s | vs PyTorch | TFLOP/s | peak RSS (MiB) | RSS vs PyTorch | others | threads |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in patches:
         label = FRAMEWORKS[r.job.framework][2]
         if r.error:
-            lines.append(f"| {label} | {r.job.batch} | - | - | - | - | - | - | - | - | - | error: {r.error} |")
+            lines.append(f"| {label} | {r.job.batch} | - | - | - | - | - | - | - | - | - | - | - | error: {r.error} |")
             continue
         base = ref.get(r.job.batch)
         ratio = r.patches_per_s / base.patches_per_s if base and base.patches_per_s else float("nan")
+        memory = r.peak_rss_mib / base.peak_rss_mib if base and base.peak_rss_mib else float("nan")
+        first_cold = cold.get((r.job.framework, r.job.batch))
+        cold_s, warm_s = (first_cold.first_s, r.first_s) if first_cold else (r.first_s, float("nan"))
+        peak = f"{r.peak_rss_mib:,.0f}" + (f" ({first_cold.peak_rss_mib:,.0f} cold)" if first_cold else "")
         lines.append(
-            f"| {label} | {r.job.batch} | {_fmt(r.load_s, 1)} | {_fmt(r.first_s)} | {_fmt(r.warm_median)} | "
-            f"{len(r.warm_s)} | {_fmt(r.patches_per_s, 2)} | {_fmt(ratio, 2)} | "
-            f"{_fmt(r.patches_per_s * flops / 1e12, 3)} | {r.peak_rss_mib:,.0f} | {_fmt(r.others_cores, 2)} | "
-            f"{r.threads} |")
+            f"| {label} | {r.job.batch} | {_fmt(r.load_s, 1)} | {_fmt(cold_s)} | {_fmt(warm_s)} | "
+            f"{_fmt(r.warm_median)} | {len(r.warm_s)} | {_fmt(r.patches_per_s, 2)} | {_fmt(ratio, 2)} | "
+            f"{_fmt(r.patches_per_s * flops / 1e12, 3)} | {peak} | {_fmt(memory, 2)} | "
+            f"{_fmt(r.others_cores, 2)} | {r.threads} |")
     if images:
         size = images[0].job.image_size
         lines += ["", f"Whole image: a {size}x{size} photo (scikit-image astronaut), official tiling "
@@ -400,13 +399,13 @@ def render(results: list[Result], *, spec, task: str, flops: int, machine: dict,
     return "\n".join(lines) + "\n"
 
 
-def update_markdown(path: Path, section: str) -> None:
-    """Replace the `## Inference` section of `path` (or append it), leaving every other section alone."""
+def update_markdown(path: Path, section: str, title: str = SECTION) -> None:
+    """Replace the `title` section (`## Inference`) of `path` (or append it), leaving every other section alone."""
     from ipt_ms.fileio import atomic_output
 
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     lines = text.splitlines(keepends=True)
-    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == SECTION), None)
+    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == title), None)
     if start is None:
         new = text.rstrip("\n") + "\n\n" + section
     else:
@@ -438,6 +437,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", default="sr_x2")
     parser.add_argument("--device", default="cpu", help="cpu (default) or gpu: every framework on the GPU")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per job (default 1800)")
+    parser.add_argument("--allow-loaded", action="store_true",
+                        help="write the section even when other processes used more than the limit of the CPU "
+                             "(bench/loadmeter.py); it is then marked LOADED")
     args = parser.parse_args(argv)
     if args.worker:
         return worker_main(args.worker)
@@ -463,19 +465,33 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else (None if args.smoke else ROOT / "BENCHMARKS.md")
 
     started, load_start = time.time(), _loadavg()
-    print(f"load average {load_start:.2f}; {'smoke run' if args.smoke else 'full-size model'}", flush=True)
+    pre_check = sample_others(3.0)
+    print(f"load average {load_start:.2f}, other processes {pre_check:.2f} cores; "
+          f"{'smoke run' if args.smoke else 'full-size model'}", flush=True)
+    if out is not None and not args.allow_loaded and not verdict([pre_check]).quiet:
+        print(f"refusing to benchmark into {out}: {verdict([pre_check]).describe()} (before starting); "
+              "wait for an idle machine or pass --allow-loaded", file=sys.stderr)
+        return REFUSED_EXIT
     with tempfile.TemporaryDirectory(prefix="ipt-bench-") as tmp:
         folder = Path(tmp)
         weights = make_weights(spec, folder)
         exports = export_onnx_files(weights, args.task, folder, frameworks, args.timeout)
-        jobs = [Job(fw, b, repeats.get(b, default_repeats), exports["files"].get(fw, weights), args.task, args.device,
-                    image_size, image_runs if b == max(batches) and fw in image_frameworks else 0)
-                for b in batches for fw in frameworks]
+        cache = str(folder / "compile-cache")
+        jobs = []
+        for b in batches:
+            for fw in frameworks:
+                image = image_runs if b == max(batches) and fw in image_frameworks else 0
+                job = Job(fw, b, repeats.get(b, default_repeats), exports["files"].get(fw, weights), args.task,
+                          args.device, image_size, image, compile_cache="0")
+                if fw == "mindspore-graph":  # first call with an empty compile cache, then with the graph in it
+                    jobs.append(Job(fw, b, 1, job.weights, args.task, args.device, image_size, 0, cache, "cold"))
+                    job.compile_cache, job.cache_state = cache, "warm"
+                jobs.append(job)
         results = []
         for job in jobs:
             result = spawn(job, args.timeout)
             results.append(result)
-            what = f"batch {job.batch}"
+            what = f"batch {job.batch}" + (f" ({job.cache_state})" if job.cache_state else "")
             status = result.error or (f"first {result.first_s:.3f} s, warm {result.warm_median:.3f} s, "
                                       f"{result.patches_per_s:.2f} patches/s"
                                       + (f", image {_median(result.image_s):.2f} s" if result.image_s else ""))
@@ -485,8 +501,13 @@ def main(argv: list[str] | None = None) -> int:
     finished = time.time()
     section = render(results, spec=spec, task=args.task, flops=flops, machine=machine_description(),
                      exports=exports, smoke=args.smoke, started=started, finished=finished,
-                     loads=(load_start, _loadavg()))
+                     loads=(load_start, _loadavg()), pre_check=pre_check)
     print(section)
+    judged = verdict([r.others_cores for r in results] + [pre_check])
+    if out is not None and not judged.quiet and not args.allow_loaded:
+        print(f"refusing to write {out}: {judged.describe()}; re-run on an idle machine or pass --allow-loaded "
+              "(the section is then marked LOADED)", file=sys.stderr)
+        return REFUSED_EXIT
     if out is not None:
         update_markdown(out, section)
         print(f"wrote {out}")

@@ -1,13 +1,22 @@
-"""Training-step time and peak memory: MindSpore Graph, MindSpore PyNative, PyTorch twin.
+"""Training-step time and peak memory: MindSpore Graph (cold and warm compile cache), MindSpore PyNative, PyTorch.
 
-Usage:  .venv/bin/python bench/train_step.py [--preset medium] [--batch 2] [--steps 5] [--json out.json]
+Usage:  .venv/bin/python bench/train_step.py --preset full --out BENCHMARKS.md
+        .venv/bin/python bench/train_step.py [--preset medium] [--batch 2] [--steps 5] [--json out.json]
 
-One run measures all three on the same machine, the same config and the same batches:
-the full `ipt_ms.train` step (IPTLoss with L1 + 0.1 x Eq. 5 contrastive, backward,
-global-norm clipping, Adam) against `parity.train_parity.TorchTrainer` doing the same
-in PyTorch. Each framework runs in its own child process so its peak resident memory
-(ru_maxrss) is its own. Reported: the first step (MindSpore Graph: compilation), the
-median of the timed steps after `--warmup` steps, and the peak RSS.
+One run measures the frameworks on the same machine, the same config and the same
+batches: the full `ipt_ms.train` step (IPTLoss with L1 + 0.1 x Eq. 5 contrastive, backward,
+global-norm clipping, Adam) against `parity.train_parity.TorchTrainer` doing the same in
+PyTorch. Each framework runs in its own child process, so its peak resident memory (VmHWM)
+is its own. Reported: the first step (MindSpore Graph: compilation), the median of the
+timed steps after `--warmup` steps, the peak RSS, and the ratios against PyTorch.
+
+MindSpore Graph runs twice: first with an empty persistent compile cache
+(`ipt_ms.compile_cache`), then in a new process that finds the compiled step there; the
+first step of each is reported (cold / warm), the other figures come from the second.
+
+With ``--out`` the `## Training step` section of that Markdown file is replaced; that is
+refused when other processes used more than `bench.loadmeter.OTHERS_LIMIT` of the CPU in
+any job (``--allow-loaded`` writes it marked LOADED).
 
 Presets (all with one sr_x2 head, 48x48 input patches, patch_dim 3, 12 heads):
   full    the paper's body: 64 features, 12 encoder + 12 decoder layers (115M params)
@@ -21,10 +30,10 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,7 +41,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.loadmeter import REFUSED_EXIT, OthersMeter, loaded_banner, sample_others, verdict  # noqa: E402
+
 FRAMEWORKS = ("mindspore-graph", "mindspore-pynative", "torch")
+DEFAULT_FRAMEWORKS = ("mindspore-graph", "torch")
+LABELS = {"mindspore-graph": "MindSpore Graph", "mindspore-pynative": "MindSpore PyNative", "torch": "PyTorch twin"}
+SECTION = "## Training step"
 
 
 def spec_for(preset: str):
@@ -42,6 +56,18 @@ def spec_for(preset: str):
         return IPTSpec.tiny(scales=(2,))
     layers = {"full": 12, "medium": 2}[preset]
     return IPTSpec.official("sr_x2", num_layers=layers)
+
+
+def _peak_rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(framework: str, preset: str, batch: int, warmup: int, steps: int) -> dict:
@@ -54,15 +80,19 @@ def measure(framework: str, preset: str, batch: int, warmup: int, steps: int) ->
     state = seeded_state(spec, 0)
     options = dict(lr=1e-4, clip_norm=1.0, contrastive="eq5", weight=0.1)
     if framework.startswith("mindspore"):
+        import mindspore as ms
+
         from ipt_ms.runtime import configure
 
         configure("CPU", framework.split("-")[1])
         trainer = MindSporeTrainer(spec, state, **options)
+        threads = f"runtime_num_threads={ms.get_context('runtime_num_threads')}"
     else:
         import torch
 
         torch.set_num_threads(os.cpu_count() or 1)
         trainer = TorchTrainer(spec, state, **options)
+        threads = f"torch threads={torch.get_num_threads()}"
     del state
     data = make_batches(spec, 1, batch, seed=0) * (warmup + steps)
     times, losses = [], []
@@ -70,9 +100,73 @@ def measure(framework: str, preset: str, batch: int, warmup: int, steps: int) ->
         start = time.perf_counter()
         losses.append(trainer.step(lr, hr, task))
         times.append(time.perf_counter() - start)
+    from ipt_ms import compile_cache
+
     return {"framework": framework, "first_step_s": times[0], "median_step_s": statistics.median(times[warmup:]),
-            "min_step_s": min(times[warmup:]), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "last_loss": losses[-1], "params": spec.num_parameters()}
+            "min_step_s": min(times[warmup:]), "peak_rss_mb": _peak_rss_mb(), "last_loss": losses[-1],
+            "params": spec.num_parameters(), "threads": threads, "compile_cache": compile_cache.stats()}
+
+
+def run_child(framework: str, args, cache: str) -> dict:
+    cmd = [sys.executable, __file__, "--child", framework, "--preset", args.preset, "--batch", str(args.batch),
+           "--warmup", str(args.warmup), "--steps", str(args.steps)]
+    env = dict(os.environ, IPT_MS_COMPILE_CACHE=cache)
+    with OthersMeter() as meter:
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"{framework} failed:\n{done.stderr[-2000:]}")
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    row["others_cores"] = meter.cores
+    return row
+
+
+def render(rows: list[dict], *, preset: str, batch: int, warmup: int, steps: int, loads: tuple[float, float],
+           judged, started: float, finished: float) -> str:
+    spec = spec_for(preset)
+    ref = next((r for r in rows if r["framework"] == "torch" and not r.get("cold")), None)
+    cold = {r["framework"]: r for r in rows if r.get("cold")}
+    lines = [SECTION, ""]
+    if not judged.quiet:
+        lines += [loaded_banner(judged), ""]
+    import mindspore
+    import torch
+
+    lines += [
+        "`bench/train_step.py` (run: `.venv/bin/python bench/train_step.py --preset full --out BENCHMARKS.md`): "
+        "the whole training step (L1 + 0.1 x Eq. 5 contrastive, backward, global-norm clip 1.0, Adam with "
+        f"PyTorch's update rule) on one sr_x2 head, batch {batch} of {spec.patch_size}x{spec.patch_size} inputs, "
+        "the same seeded weights and batch for every framework, each in its own process (peak RSS = VmHWM is its "
+        f"own). Median over {steps} timed steps after {warmup} warm-up step(s). MindSpore Graph runs twice: with "
+        "an empty persistent compile cache (first step 'cold': compilation) and again in a new process that "
+        "finds the compiled step there ('warm'); the other figures are from the second process. Ratios: "
+        "throughput = PyTorch step time / this step time (above 1: faster than PyTorch); memory = peak RSS / "
+        "PyTorch's.",
+        "",
+        f"- Model: preset `{preset}`, {spec.num_parameters():,} parameters, {spec.num_layers}+{spec.num_layers} "
+        f"layers, n_feats {spec.n_feats}.",
+        f"- Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; 1-min load average "
+        f"{loads[0]:.2f} before / {loads[1]:.2f} after. {judged.describe().capitalize()}.",
+        f"- Versions: MindSpore {mindspore.__version__}, PyTorch {torch.__version__}; env ONEDNN_MAX_CPU_ISA="
+        f"{os.environ.get('ONEDNN_MAX_CPU_ISA', 'unset')} (MindSpore; see the levers table for PyTorch).",
+        f"- Run: {time.strftime('%Y-%m-%d %H:%M', time.localtime(started))}, {(finished - started) / 60:.1f} min.",
+        "",
+        "| framework | first step, cold (s) | first step, warm (s) | median step (s) | fastest step (s) | "
+        "throughput vs PyTorch | peak RSS (MB) | memory vs PyTorch | loss after run | others | threads |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        if r.get("cold"):
+            continue
+        c = cold.get(r["framework"])
+        first_cold, first_warm = (c["first_step_s"], r["first_step_s"]) if c else (r["first_step_s"], None)
+        speed = ref["median_step_s"] / r["median_step_s"] if ref else float("nan")
+        memory = r["peak_rss_mb"] / ref["peak_rss_mb"] if ref else float("nan")
+        peak = f"{r['peak_rss_mb']:,.0f}" + (f" ({c['peak_rss_mb']:,.0f} cold)" if c else "")
+        lines.append(
+            f"| {LABELS[r['framework']]} | {first_cold:.2f} | {'-' if first_warm is None else f'{first_warm:.2f}'} | "
+            f"{r['median_step_s']:.3f} | {r['min_step_s']:.3f} | {speed:.2f} | {peak} | {memory:.2f} | "
+            f"{r['last_loss']:.4f} | {r['others_cores']:.2f} | {r['threads']} |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,39 +175,59 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=2, help="images per step (>= 2 for the contrastive loss)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5, help="timed steps after the warm-up")
-    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS))
+    parser.add_argument("--frameworks", default=",".join(DEFAULT_FRAMEWORKS),
+                        help=f"comma-separated subset of {', '.join(FRAMEWORKS)}")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--out", default=None, help="Markdown file whose '## Training step' section is written")
+    parser.add_argument("--allow-loaded", action="store_true",
+                        help="write --out even when other processes used more than the CPU limit (marked LOADED)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(measure(args.child, args.preset, args.batch, args.warmup, args.steps)))
         return 0
 
+    frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
+    unknown = [f for f in frameworks if f not in FRAMEWORKS]
+    if unknown:
+        parser.error(f"unknown framework(s) {unknown}; choose from {', '.join(FRAMEWORKS)}")
+    out = Path(args.out) if args.out else None
+    started, load_before = time.time(), os.getloadavg()[0]
+    pre_check = sample_others(3.0)
+    if out is not None and not args.allow_loaded and not verdict([pre_check]).quiet:
+        print(f"refusing to benchmark into {out}: {verdict([pre_check]).describe()} (before starting); "
+              "wait for an idle machine or pass --allow-loaded", file=sys.stderr)
+        return REFUSED_EXIT
     rows = []
-    load_before = os.getloadavg()[0]
-    for framework in args.frameworks.split(","):
-        cmd = [sys.executable, __file__, "--child", framework, "--preset", args.preset, "--batch", str(args.batch),
-               "--warmup", str(args.warmup), "--steps", str(args.steps)]
-        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-        if done.returncode != 0:
-            print(f"{framework} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
-            return 1
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    load_after = os.getloadavg()[0]
-
-    spec = spec_for(args.preset)
-    print(f"preset {args.preset}: {spec.num_parameters():,} params, {spec.num_layers}+{spec.num_layers} layers, "
-          f"n_feats {spec.n_feats}, batch {args.batch} x {spec.patch_size}px sr_x2, L1 + 0.1 x Eq. 5, clip 1.0, Adam")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"load average {load_before:.1f} before / {load_after:.1f} after\n")
-    print("| framework | first step (s) | median step (s) | fastest step (s) | peak RSS (MB) | loss after run |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['framework']} | {r['first_step_s']:.2f} | {r['median_step_s']:.3f} | {r['min_step_s']:.3f} | "
-              f"{r['peak_rss_mb']:,.0f} | {r['last_loss']:.4f} |")
+    with tempfile.TemporaryDirectory(prefix="ipt-bench-train-") as cache:
+        for framework in frameworks:
+            if framework == "mindspore-graph":
+                row = run_child(framework, args, cache)
+                row["cold"] = True
+                rows.append(row)
+                print(f"{framework} (cold compile cache): first step {row['first_step_s']:.2f} s", flush=True)
+            row = run_child(framework, args, cache if framework == "mindspore-graph" else "0")
+            rows.append(row)
+            print(f"{framework}: first {row['first_step_s']:.2f} s, median {row['median_step_s']:.3f} s, "
+                  f"peak {row['peak_rss_mb']:,.0f} MB, others {row['others_cores']:.2f} cores", flush=True)
+    finished, load_after = time.time(), os.getloadavg()[0]
+    judged = verdict([r["others_cores"] for r in rows] + [pre_check])
+    section = render(rows, preset=args.preset, batch=args.batch, warmup=args.warmup, steps=args.steps,
+                     loads=(load_before, load_after), judged=judged, started=started, finished=finished)
+    print(section)
     if args.json:
         Path(args.json).write_text(json.dumps({"preset": args.preset, "batch": args.batch, "rows": rows,
-                                               "load": [load_before, load_after]}, indent=2))
+                                               "load": [load_before, load_after], "pre_check": pre_check},
+                                              indent=2))
+    if out is not None:
+        if not judged.quiet and not args.allow_loaded:
+            print(f"refusing to write {out}: {judged.describe()}; re-run on an idle machine or pass --allow-loaded "
+                  "(the section is then marked LOADED)", file=sys.stderr)
+            return REFUSED_EXIT
+        from bench.run import update_markdown
+
+        update_markdown(out, section, SECTION)
+        print(f"wrote {out}")
     return 0
 
 

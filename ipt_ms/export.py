@@ -355,13 +355,16 @@ def export_onnx_mindspore(net, spec: IPTSpec, task_idx: int, path: str | os.Path
     import mindspore as ms
     import onnx
 
+    from ipt_ms.models import exported_form
+
     path, start = Path(path), time.perf_counter()
     stages = spec.stage_names(task_idx)[:-1] if with_stages else []
     names = [OUTPUT_NAME] + [STAGE_PREFIX + s for s in stages]
     cell = _mindspore_task_cell(net, task_idx, with_stages)
     with _mindspore_scratch(path) as scratch:
         raw = scratch / "raw.onnx"
-        with mindspore_log_silenced() as logged:  # a failed write is logged, not raised: checked below
+        # a failed write is logged, not raised: checked below
+        with mindspore_log_silenced() as logged, exported_form(net):
             ms.onnx.export(cell, ms.Tensor(_example_input(spec)), file_name=str(raw), input_names=[INPUT_NAME],
                            dynamic_axes={INPUT_NAME: {0: BATCH_AXIS}})
         if not raw.is_file():
@@ -438,8 +441,13 @@ def export_onnx_torch(model, spec: IPTSpec, task_idx: int, path: str | os.PathLi
 # ------------------------------------------------------------------------------ MindIR
 def export_mindir(net, spec: IPTSpec, task_idx: int, path: str | os.PathLike, *,
                   weights_digest: str | None = None) -> ExportResult:
-    """Export a MindSpore IPT for one task to MindIR with a dynamic batch (MindSpore Lite/serving)."""
+    """Export a MindSpore IPT for one task to MindIR with a dynamic batch (MindSpore Lite/serving).
+
+    The graph holds native convolutions (`ipt_ms.models.exported_form`): on a CPU run them with
+    ONEDNN_MAX_CPU_ISA=AVX2 exported before MindSpore starts (README, "Runtime settings")."""
     import mindspore as ms
+
+    from ipt_ms.models import exported_form
 
     path, start = Path(path), time.perf_counter()
     if path.suffix.lower() != ".mindir":
@@ -453,7 +461,7 @@ def export_mindir(net, spec: IPTSpec, task_idx: int, path: str | os.PathLike, *,
         proto.doc_string = f"IPT task {spec.task_names[task_idx]} exported by ipt-ms"
 
     dynamic = ms.Tensor(shape=[None, spec.n_colors, spec.patch_size, spec.patch_size], dtype=ms.float32)
-    with _mindspore_scratch(path) as scratch, mindspore_log_silenced():
+    with _mindspore_scratch(path) as scratch, mindspore_log_silenced(), exported_form(net):
         ms.export(cell, dynamic, file_name=str(scratch / "model"), file_format="MINDIR", custom_func=annotate)
         with atomic_output(path) as tmp:
             _move_into(scratch / "model.mindir", tmp)

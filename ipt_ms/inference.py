@@ -89,9 +89,10 @@ def _bucket(n: int, batch_size: int) -> int:
     return min(size, batch_size)
 
 
-#: Graph mode on CPU keeps every intermediate of a compiled call allocated between calls
-#: (~0.35 GB per 48x48 tile for the full model: 17 GB for one call of 64 tiles, 3.2 GB for
-#: 8), and the first call pays for touching all of it (~100 s at 64 tiles, ~15 s at 8).
+#: Graph mode on CPU keeps much of a compiled call's intermediates allocated between calls
+#: (measured before inference used mint.permute: ~0.35 GB per 48x48 tile for the full
+#: model, 17 GB for one call of 64 tiles, 3.2 GB for 8; now 1.56 GB for 8), and the first
+#: call pays for touching all of it (~100 s at 64 tiles, ~15 s at 8, before).
 #: Per-tile speed is flat from 2 tiles per call up, so on CPU tiles go through the compiled
 #: graph at most this many at a time, whatever `batch_size` asks for (see docs/export.md).
 CPU_GRAPH_CALL_TILES = 8

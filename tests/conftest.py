@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import ipt_ms  # noqa: F401  (sets the oneDNN/GLOG environment before MindSpore loads)
+
+# Graph compilations go through the persistent compile cache (ipt_ms.compile_cache): in a
+# folder of this test session, never the user's own (subprocesses inherit it).
+_COMPILE_CACHE = tempfile.mkdtemp(prefix="ipt-ms-test-compile-cache-")
+os.environ["IPT_MS_COMPILE_CACHE"] = _COMPILE_CACHE
+atexit.register(shutil.rmtree, _COMPILE_CACHE, True)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

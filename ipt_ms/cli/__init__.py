@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     signals.install()  # first: before NumPy/MindSpore start threads (see ipt_ms.signals)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "compile_cache", None) is not None:
+        from ipt_ms import compile_cache
+
+        compile_cache.set_cache_dir(args.compile_cache)
     try:
         code = args.func(args)
     except IPTError as err:

@@ -62,6 +62,13 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="CPU, GPU, Ascend or auto (default: what is there)")
     parser.add_argument("--mode", default="graph", choices=("graph", "pynative"),
                         help="MindSpore execution mode (default: graph, the fast one)")
+    add_compile_cache_arg(parser)
+
+
+def add_compile_cache_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--compile-cache", default=None, metavar="DIR|off",
+                        help="where compiled Graph-mode networks are kept between runs, or off (default: "
+                             "$IPT_MS_COMPILE_CACHE, else ~/.cache/ipt-ms/compile)")
 
 
 def add_architecture_overrides(parser: argparse.ArgumentParser) -> None:

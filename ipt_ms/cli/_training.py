@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ipt_ms.cli._common import add_quiet_arg, positive_int, setup_logging
+from ipt_ms.cli._common import add_compile_cache_arg, add_quiet_arg, positive_int, setup_logging
 
 
 def add_training_args(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +21,7 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="CPU, GPU, Ascend or auto (overrides train.device)")
     parser.add_argument("--mode", default=None, choices=("graph", "pynative"), help="overrides train.mode")
     parser.add_argument("--max-steps", type=positive_int, default=None, help="stop after this many steps in total")
+    add_compile_cache_arg(parser)
     add_quiet_arg(parser)
 
 
@@ -44,6 +45,8 @@ def run_training(args: argparse.Namespace, kind: str | None, init: str | None = 
     for key, value in (("train.device", args.device), ("train.mode", args.mode), ("train.max_steps", args.max_steps)):
         if value is not None:
             overrides.append(f"{key}={value}")
+    if args.compile_cache is not None:
+        overrides.append(f"train.compile_cache={args.compile_cache!r}")
     cfg = load_train_config(args.config, overrides + list(args.overrides))
     # paths are set as given (not parsed as YAML, where "a: b" would become a mapping)
     if args.output:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ipt_ms.cli._common import add_quiet_arg
+from ipt_ms.cli._common import add_compile_cache_arg, add_quiet_arg
 
 
 def register(subparsers) -> None:
@@ -17,6 +17,7 @@ def register(subparsers) -> None:
                     "and doctor.json (and the parity reports) into --out. Exit code 1 when any check fails.")
     p.add_argument("--device", default="auto", help="CPU, GPU, Ascend or auto (default: the best available)")
     p.add_argument("--mode", default="graph", choices=("graph", "pynative"), help="MindSpore mode (default graph)")
+    add_compile_cache_arg(p)
     p.add_argument("-o", "--out", default="doctor-report", help="report folder (default doctor-report)")
     p.add_argument("--amp", default="O2", choices=("O2", "O3", "off"),
                    help="mixed-precision level of the float16 training check (default O2)")

@@ -1,12 +1,45 @@
 """MindSpore IPT network. Pure architecture: no I/O, no configuration parsing."""
 
-from ipt_ms.models.ipt import IPT
+import contextlib
+from collections.abc import Iterator
+
+from ipt_ms.models.ipt import IPT, Conv2d, set_conv_as_matmul
 from ipt_ms.spec import IPTSpec
 
 
-def build_ipt(spec: IPTSpec) -> IPT:
-    """Build the MindSpore network for `spec` (weights freshly initialised)."""
-    return IPT(spec)
+def build_ipt(spec: IPTSpec, conv_as_matmul: bool | None = None) -> IPT:
+    """Build the MindSpore network for `spec` (weights freshly initialised).
+
+    `conv_as_matmul` (default: when MindSpore's device is the CPU) runs the convolutions
+    as im2col + matmul (`ipt_ms.models.ipt.Conv2d`)."""
+    if conv_as_matmul is None:
+        import mindspore as ms
+
+        conv_as_matmul = ms.get_context("device_target") == "CPU"
+    net = IPT(spec)
+    set_conv_as_matmul(net, conv_as_matmul)
+    return net
 
 
-__all__ = ["IPT", "IPTSpec", "build_ipt"]
+#: Cell flags for CPU speed or memory that exported graphs must not carry: im2col
+#: convolutions, the batch-1 attention and the batch-sized query embedding (both bake the
+#: traced batch into the graph) and mint.permute (the ONNX exporter has no TransposeView).
+EXPORT_OFF_FLAGS = ("as_matmul", "single_image_path", "expand_query_pos", "free_transposes")
+
+
+@contextlib.contextmanager
+def exported_form(net: IPT) -> Iterator[IPT]:
+    """Within the block, `net` computes as exported graphs must (`EXPORT_OFF_FLAGS` off):
+    native convolutions, plain transposes, the batched attention for every batch."""
+    saved = [(cell, flag, getattr(cell, flag)) for _, cell in net.cells_and_names()
+             for flag in EXPORT_OFF_FLAGS if hasattr(cell, flag)]
+    for cell, flag, _ in saved:
+        setattr(cell, flag, False)
+    try:
+        yield net
+    finally:
+        for cell, flag, value in saved:
+            setattr(cell, flag, value)
+
+
+__all__ = ["EXPORT_OFF_FLAGS", "IPT", "Conv2d", "IPTSpec", "build_ipt", "exported_form", "set_conv_as_matmul"]

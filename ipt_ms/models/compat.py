@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 
-from mindspore import nn
+from mindspore import mint, nn, ops
 
 
 def layer_norm(dim: int, eps: float, enabled: bool = True) -> nn.Cell:
@@ -39,3 +39,17 @@ def dense_2d(layer: nn.Dense, x):
     shape = x.shape
     out = layer(x.reshape((-1, shape[-1])))
     return out.reshape(shape[:-2] + (-1, out.shape[-1]))
+
+
+def permute(x, axes: tuple[int, ...], low_memory: bool = False):
+    """`ops.transpose(x, axes)`, or with `low_memory` the same values through `mint.permute`.
+
+    In Graph mode on CPU (MindSpore 2.10) the classic Transpose kernel keeps its input
+    allocated until the whole graph has run, so the network's transposes (four per
+    attention) hold every activation of a forward pass: 3.05 GB for 8 tiles of the full
+    model, against 1.56 GB through mint.permute, which frees them like any other op but runs
+    that forward 17% slower. Inference passes `low_memory` (cells: ``not self.training``);
+    training keeps the faster kernel, where the backward pass needs the activations anyway
+    (mint.permute: 9% less memory, 11% slower step; BENCHMARKS.md, "levers").
+    """
+    return mint.permute(x, axes) if low_memory else ops.transpose(x, axes)

@@ -11,17 +11,49 @@ from __future__ import annotations
 import numpy as np
 from mindspore import Tensor, nn, ops
 
+from ipt_ms.compile_cache import CompileCached
+from ipt_ms.models import compat
 from ipt_ms.models.transformer import VisionTransformer
 from ipt_ms.spec import IPTSpec
 
 
+class Conv2d(nn.Conv2d):
+    """`nn.Conv2d` (same parameters, names and results) that can run as im2col + a matmul.
+
+    With `as_matmul` set (`set_conv_as_matmul`; `build_ipt` does it on CPU) the 'same'
+    convolution is `ops.unfold` (Im2Col: every k x k neighbourhood as a column) followed by
+    one matmul with the (out, in*k*k) weight: the same sums in another order. On CPU this
+    keeps the convolutions off oneDNN's plain-NCHW convolution, whose only fast kernel
+    needs the ISA capped at AVX2 -- a cap that also slows every matmul of the transformer
+    by a quarter to a half (README, "Runtime settings"). Exports use the native
+    convolution (`ipt_ms.models.exported_form`).
+    """
+
+    as_matmul = False
+
+    def construct(self, x):
+        if not self.as_matmul:  # nn.Conv2d's own construct (super() recurses in Graph mode)
+            output = self.conv2d(x, self.weight)
+            return self.bias_add(output, self.bias) if self.has_bias else output
+        _, _, h, w = x.shape
+        k = self.kernel_size[0]
+        if k == 1:
+            cols = x.reshape((x.shape[0], x.shape[1], h * w))
+        else:
+            cols = ops.unfold(x, k, padding=k // 2)  # (B, C*k*k, H*W), rows in the weight's (c, kh, kw) order
+        out = ops.matmul(self.weight.reshape((self.out_channels, -1)), cols)
+        if self.has_bias:
+            out = out + self.bias.reshape((1, -1, 1))
+        return out.reshape((-1, self.out_channels, h, w))
+
+
 def default_conv(in_channels: int, out_channels: int, kernel_size: int) -> nn.Conv2d:
     """'Same' convolution with bias, as the official `common.default_conv`."""
-    return nn.Conv2d(in_channels, out_channels, kernel_size, pad_mode="pad",
-                     padding=kernel_size // 2, has_bias=True)
+    return Conv2d(in_channels, out_channels, kernel_size, pad_mode="pad",
+                  padding=kernel_size // 2, has_bias=True)
 
 
-class MeanShift(nn.Conv2d):
+class MeanShift(Conv2d):
     """Fixed 1x1 convolution adding (sign=+1) or subtracting (-1) rgb_range * rgb_mean."""
 
     def __init__(self, rgb_range: float, rgb_mean: tuple[float, ...], sign: int):
@@ -32,6 +64,13 @@ class MeanShift(nn.Conv2d):
                          weight_init=Tensor(weight), bias_init=Tensor(bias))
         self.weight.requires_grad = False
         self.bias.requires_grad = False
+
+
+def set_conv_as_matmul(net: nn.Cell, enabled: bool) -> None:
+    """Run every convolution of `net` as im2col + matmul (True) or natively (False)."""
+    for _, cell in net.cells_and_names():
+        if isinstance(cell, Conv2d):
+            cell.as_matmul = bool(enabled)
 
 
 class ResBlock(nn.Cell):
@@ -57,12 +96,13 @@ class PixelShuffle(nn.Cell):
     def __init__(self, factor: int):
         super().__init__()
         self.factor = factor
+        self.free_transposes = True  # inference: mint.permute (`compat.permute`)
 
     def construct(self, x):
         _, channels, height, width = x.shape
         r = self.factor
         x = x.reshape((-1, channels // (r * r), r, r, height, width))
-        x = ops.transpose(x, (0, 1, 4, 2, 5, 3))
+        x = compat.permute(x, (0, 1, 4, 2, 5, 3), self.free_transposes and not self.training)
         return x.reshape((-1, channels // (r * r), height * r, width * r))
 
 
@@ -90,8 +130,11 @@ def make_tail(spec: IPTSpec, scale: int) -> nn.SequentialCell:
     ])
 
 
-class IPT(nn.Cell):
+class IPT(CompileCached, nn.Cell):
     """The multi-task IPT network.
+
+    Called from Python in Graph mode, its compiled graphs go through the persistent
+    compile cache (`ipt_ms.compile_cache`).
 
     Args:
         spec: the architecture (see `ipt_ms.spec.IPTSpec`).

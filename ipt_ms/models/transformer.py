@@ -33,7 +33,7 @@ from ipt_ms.models import compat
 from ipt_ms.spec import IPTSpec
 
 
-def patch_unfold(x, patch: int):
+def patch_unfold(x, patch: int, low_memory: bool = False):
     """(B, C, H, W) -> (L, B, C*patch*patch) tokens, row-major over the patch grid.
 
     Equals `F.unfold(x, patch, stride=patch).permute(2, 0, 1)`; the token values are in
@@ -42,17 +42,17 @@ def patch_unfold(x, patch: int):
     B, C, H, W = x.shape
     gh, gw = H // patch, W // patch
     x = x.reshape((-1, C, gh, patch, gw, patch))
-    x = ops.transpose(x, (2, 4, 0, 1, 3, 5))
+    x = compat.permute(x, (2, 4, 0, 1, 3, 5), low_memory)
     return x.reshape((gh * gw, -1, C * patch * patch))
 
 
-def patch_fold(tokens, patch: int, height: int, width: int):
+def patch_fold(tokens, patch: int, height: int, width: int, low_memory: bool = False):
     """Inverse of `patch_unfold`: (L, B, C*patch*patch) -> (B, C, height, width)."""
     L, B, D = tokens.shape
     gh, gw = height // patch, width // patch
     C = D // (patch * patch)
     x = tokens.reshape((gh, gw, -1, C, patch, patch))
-    x = ops.transpose(x, (2, 3, 0, 4, 1, 5))
+    x = compat.permute(x, (2, 3, 0, 4, 1, 5), low_memory)
     return x.reshape((-1, C, height, width))
 
 
@@ -85,16 +85,44 @@ class MultiheadAttention(nn.Cell):
         self.attn_dropout = compat.dropout(dropout_rate)
         self.scores = ops.BatchMatMul(transpose_b=True)
         self.weighted_sum = ops.BatchMatMul()
+        # batch-1 path: heads come out of the projections already in place (see `_single`);
+        # off in exported graphs (`ipt_ms.models.exported_form`), which take any batch
+        self.single_image_path = True
+        self.free_transposes = True  # inference: mint.permute (`compat.permute`)
+        self.project_t = ops.MatMul(transpose_b=True)
+        self.unproject_t = ops.MatMul(transpose_a=True, transpose_b=True)
+        self.scores_t = ops.BatchMatMul(transpose_a=True)
+        self.weighted_sum_t = ops.BatchMatMul(transpose_b=True)
 
     def _split_heads(self, x2d, length: int):
         # (L*B, E) rows ordered l*B + b  ->  (B*H, L, head_dim), torch's head layout
         x = x2d.reshape((length, -1, self.head_dim))
-        return ops.transpose(x, (1, 0, 2))
+        return compat.permute(x, (1, 0, 2), self.free_transposes and not self.training)
+
+    def _single(self, query, key, value, w_q, w_k, w_v):
+        """One image: the same attention without moving any activation.
+
+        Projected transposed, W @ x^T (E, L) is already (heads, head_dim, L) in memory,
+        so scores, softmax and the weighted sum run on it and the output projection takes
+        (heads * head_dim, L) back with a transposed matmul. The batched path needs four
+        transposes per attention, and MindSpore's CPU Transpose is slow and (in Graph mode)
+        keeps its input allocated until the whole graph has run.
+        """
+        L, _, E = query.shape
+        H, d = self.num_heads, self.head_dim
+        q_t = (self.project_t(w_q, query.reshape((L, E))) * self.scaling).reshape((H, d, L))
+        k_t = self.project_t(w_k, key.reshape((-1, E))).reshape((H, d, -1))
+        v_t = self.project_t(w_v, value.reshape((-1, E))).reshape((H, d, -1))
+        attn = self.attn_dropout(ops.softmax(self.scores_t(q_t, k_t), axis=-1))  # (H, L, S)
+        out_t = self.weighted_sum_t(v_t, attn).reshape((E, L))
+        return self.unproject_t(out_t, self.out_proj.weight).reshape((L, 1, E))
 
     def construct(self, query, key, value):
-        L, _, E = query.shape
+        L, B, E = query.shape
         S = key.shape[0]
         w_q, w_k, w_v = ops.split(self.in_proj_weight, E, axis=0)
+        if self.single_image_path and B == 1 and key.shape[1] == 1:  # static in Graph mode
+            return self._single(query, key, value, w_q, w_k, w_v)
         q = ops.dense(query.reshape((-1, E)), w_q)
         k = ops.dense(key.reshape((-1, E)), w_k)
         v = ops.dense(value.reshape((-1, E)), w_v)
@@ -104,7 +132,7 @@ class MultiheadAttention(nn.Cell):
         attn = ops.softmax(self.scores(q, k), axis=-1)
         attn = self.attn_dropout(attn)
         out = self.weighted_sum(attn, v)  # (B*H, L, head_dim)
-        out = ops.transpose(out, (1, 0, 2)).reshape((-1, E))
+        out = compat.permute(out, (1, 0, 2), self.free_transposes and not self.training).reshape((-1, E))
         return self.out_proj(out).reshape((L, -1, E))
 
 
@@ -227,6 +255,8 @@ class VisionTransformer(nn.Cell):
         self.patch_dim = spec.patch_dim
         self.embedding_dim = E
         self.num_patches = L
+        self.expand_query_pos = True  # see construct; `ipt_ms.models.exported_form` turns it off
+        self.free_transposes = True  # inference: mint.permute (`compat.permute`)
         self.use_mlp = not spec.no_mlp
         self.use_pos = not spec.no_pos
         self.pos_every = spec.pos_every
@@ -253,12 +283,18 @@ class VisionTransformer(nn.Cell):
         mlp_head (what the contrastive loss uses); stages a tuple (empty unless asked)."""
         B, C, H, W = x.shape
         stages = ()
-        tokens = patch_unfold(x, self.patch_dim)
+        tokens = patch_unfold(x, self.patch_dim, self.free_transposes and not self.training)
         query_pos = None
         if self.use_mlp:
             tokens = self.dropout_layer1(compat.dense_2d(self.linear_encoding, tokens)) + tokens
             query = self.query_embed.embedding_table[task_idx]
             query_pos = query.reshape((self.num_patches, 1, self.embedding_dim))
+            if self.expand_query_pos and B != 1:  # flag first: with a dynamic batch, B is not a constant
+                # broadcast over the batch once (adding zeros: exact) instead of in each of the
+                # decoder's 2 x num_layers additions, where MindSpore's CPU broadcasting add is
+                # ~4x slower than a plain one. Off in exported graphs (`exported_form`): the ONNX
+                # exporter fixes zeros_like's shape to the traced batch.
+                query_pos = query_pos + ops.zeros_like(tokens)
             if with_stages:
                 stages = stages + (tokens,)
         pos = self.position_encoding() if self.use_pos else None
@@ -277,8 +313,8 @@ class VisionTransformer(nn.Cell):
             out = compat.dense_2d(self.mlp_head, out) + out
             if with_stages:
                 stages = stages + (out,)
-        features = ops.transpose(out, (1, 0, 2))
-        out = patch_fold(out, self.patch_dim, H, W)
+        features = compat.permute(out, (1, 0, 2), self.free_transposes and not self.training)
+        out = patch_fold(out, self.patch_dim, H, W, self.free_transposes and not self.training)
         if with_stages:
             stages = stages + (out,)
         return out, features, stages

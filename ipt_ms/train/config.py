@@ -25,6 +25,7 @@ RESUME_SAFE_KEYS = (
     "train.time_limit_min",
     "train.init",
     "train.device",
+    "train.compile_cache",
     "schedule.epochs",  # except with the cosine schedule, whose curve depends on it
     "data.num_workers",
     "data.validate_images",
@@ -152,6 +153,9 @@ class RuntimeConfig:
     seed: int = option(0, min=0, max=2**32 - 1, help="NumPy and MindSpore take seeds below 2^32")
     device: str = option("auto", choices=DEVICE_SPELLINGS)
     mode: Literal["graph", "pynative"] = "graph"
+    compile_cache: Optional[str] = option(
+        None, help="folder for compiled Graph-mode steps kept between runs, or off "
+                   "(default: $IPT_MS_COMPILE_CACHE, else ~/.cache/ipt-ms/compile; see ipt_ms.compile_cache)")
     amp: Literal["auto", "O0", "O1", "O2", "O3"] = option(
         "auto", help="auto: O2 on GPU/Ascend, float32 (O0) on CPU")
     loss_scale: LossScaleConfig = field(default_factory=LossScaleConfig)

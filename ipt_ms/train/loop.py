@@ -207,6 +207,10 @@ class Trainer:
 
         cfg = self.cfg
         self.device = configure(cfg.train.device, cfg.train.mode)
+        if cfg.train.compile_cache is not None:
+            from ipt_ms import compile_cache
+
+            compile_cache.set_cache_dir(cfg.train.compile_cache)
         self.dist: DistInfo = init_distributed()
         self.run_dir = Path(cfg.output.dir)
         self.checkpoint_dir = self.run_dir / CHECKPOINT_DIR

@@ -29,6 +29,8 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 
+from ipt_ms.compile_cache import CompileCached
+
 # Per-gradient maps applied with HyperMap: a Python loop or comprehension over the ~380
 # gradients of the full model nests one call per element and exceeds Graph mode's call
 # depth limit (1000).
@@ -38,7 +40,11 @@ _scale_grad = ops.MultitypeFuncGraph("ipt_scale_grad")
 
 @_square_sum.register("Tensor")
 def _tensor_square_sum(grad):
-    return ops.sum(ops.square(grad.astype(ms.float32)))
+    # row sums first: MindSpore's CPU ReduceSum over a whole tensor runs ~3x slower than
+    # over its last axis (the norm of the full model's gradients: 340 ms against 105 ms)
+    grad = grad.astype(ms.float32)
+    rows = grad.reshape((-1, grad.shape[-1])) if grad.ndim > 1 else grad.reshape((1, -1))
+    return ops.sum(ops.sum(rows * rows, dim=-1))
 
 
 @_scale_grad.register("Tensor", "Tensor")
@@ -244,7 +250,7 @@ class TakeMeanGradients(nn.Cell):
         return mean_stats, mean_grads
 
 
-class TrainStep(nn.Cell):
+class TrainStep(CompileCached, nn.Cell):
     """Forward + backward + (data-parallel mean) + `ParameterUpdate`, for `IPTLoss`.
 
     Args:

@@ -4,12 +4,14 @@ the FLOP count it reports, checked against PyTorch's own counter."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
 from bench.flops import ipt_flops, ipt_macs
+from bench.loadmeter import OTHERS_LIMIT, REFUSED_EXIT, verdict
 from bench.run import FRAMEWORKS, ROOT, SECTION, update_markdown
 from ipt_ms.spec import IPTSpec
 
@@ -19,7 +21,8 @@ def test_smoke_run_writes_only_its_section(tmp_path):
     out.write_text("# Benchmarks\n\n## Data pipeline\n\nKEEP-1\n\n## Inference\n\nold numbers\n\n"
                    "## Training\n\nKEEP-2\n")
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--out", str(out),
-                           "--json", str(tmp_path / "r.json")], capture_output=True, text=True, timeout=600)
+                           "--json", str(tmp_path / "r.json"), "--allow-loaded"],
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     text = out.read_text()
     assert text.count(SECTION + "\n") == 1 and "old numbers" not in text
@@ -34,6 +37,43 @@ def test_smoke_run_writes_only_its_section(tmp_path):
     assert all(r["tiles"] > 0 for r in results if r["image_s"])
     assert all(r["peak_rss_mib"] > 0 and r["first_s"] > 0 and len(r["warm_s"]) == 1 for r in results)
     assert "| framework | tiles | image (s) |" in text
+    graph = [r for r in results if r["job"]["framework"] == "mindspore-graph"]
+    assert [r["job"]["cache_state"] for r in graph] == ["cold", "warm"]  # same compile cache, two processes
+
+
+def test_benchmarks_refuse_to_write_figures_from_a_loaded_machine(tmp_path):
+    """A CPU burner next to the benchmark: no figures written without --allow-loaded, and
+    with it the section says LOADED. Both benchmark scripts."""
+    out = tmp_path / "BENCHMARKS.md"
+    original = b"# Benchmarks\n\n## Inference\n\nold numbers\n"
+    out.write_bytes(original)
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        commands = {
+            "run": [sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--frameworks", "torch",
+                    "--image-frameworks", "", "--out", str(out)],
+            "train": [sys.executable, str(ROOT / "bench" / "train_step.py"), "--preset", "tiny", "--steps", "1",
+                      "--warmup", "1", "--frameworks", "torch", "--out", str(out)],
+        }
+        for name, cmd in commands.items():
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+            assert proc.returncode == REFUSED_EXIT, (name, proc.stdout[-1000:], proc.stderr[-2000:])
+            assert "refusing" in proc.stderr and "cores busy" in proc.stderr
+            assert out.read_bytes() == original
+        for name, cmd in commands.items():
+            proc = subprocess.run(cmd + ["--allow-loaded"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+            assert proc.returncode == 0, (name, proc.stderr[-2000:])
+        text = out.read_text()
+        assert text.count("**LOADED: measured while other processes kept") == 2, text
+    finally:
+        burner.kill()
+        burner.wait()
+
+
+def test_load_verdict():
+    assert verdict([0.0, 0.01]).quiet
+    assert not verdict([0.0, OTHERS_LIMIT * (os.cpu_count() or 1) + 0.01]).quiet
+    assert not verdict([float("nan")]).quiet and not verdict([]).quiet
 
 
 def test_update_markdown_appends_when_missing(tmp_path):

@@ -66,7 +66,11 @@ def test_two_micro_batches_of_4_equal_one_batch_of_8_with_l1(tiny_sr, ms_mode):
     worst = max(float(np.abs(split[k] - whole[k]).max()) / (float(np.abs(whole[k]).max()) or 1.0) for k in whole)
     print(f"{ms_mode}: K=2 x 4 vs batch 8 after {STEPS} steps: max rel weight diff {worst:.2e}, "
           f"loss {float(np.max(np.abs(out2[:, 0] - out1[:, 0]) / out1[:, 0])):.2e}")
-    assert worst < 5e-4, worst  # float rounding of the sum, amplified by Adam's sign-like first steps
+    # float rounding of the sum, amplified by Adam's sign-like first steps; largest on the
+    # LayerNorm betas (started at 0, so their scale is ~3 lr). Measured: 8.3e-5 with oneDNN
+    # capped at AVX2, 8.0e-4 with its AVX-512 matmul kernels (the default since the convolutions
+    # run as matmuls); a wrong accumulation (no mean, a dropped micro-batch) is off by O(1).
+    assert worst < 2e-3, worst
     moved = max(float(np.abs(whole[k] - state_ms).max()) for k, state_ms in _initial(spec, state).items())
     assert moved > 1e-3  # the comparison is between trained weights, not the start
 
