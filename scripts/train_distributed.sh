@@ -157,6 +157,18 @@ show_log() {
     grep -v '^\s*$' "$1" | tail -n "${2:-15}" >&2 || true
 }
 
+# A shell started with `&` from a script ignores SIGINT, and bash cannot trap a signal that
+# was ignored (or blocked) when it started: say so, SIGTERM still stops the run cleanly.
+if [[ -r /proc/$$/status ]]; then
+    for field in SigIgn SigBlk; do
+        mask=$(awk -v f="$field:" '$1 == f {print $2}' "/proc/$$/status")
+        if [[ -n "$mask" ]] && (( (16#$mask >> 1) & 1 )); then
+            say "SIGINT is ignored or blocked in this shell (started in the background?): stop the run with SIGTERM (kill $$)"
+            break
+        fi
+    done
+fi
+
 STOPPING=
 on_signal() {
     local sig=$1 pids

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -42,6 +43,21 @@ def _signals_back_to_normal():
     from ipt_ms import signals
 
     signals.uninstall()
+    _stop_signals_deliverable()
+
+
+def _stop_signals_deliverable() -> None:
+    """Children must start with SIGINT/SIGTERM deliverable: a bash launcher cannot trap a
+    signal that was ignored or blocked when it started. A test runner started with `&` from
+    a script (as CI may be) inherits an ignored SIGINT, and a test may leave one blocked."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, None):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_IGN, None):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+_stop_signals_deliverable()
 
 
 @pytest.fixture(params=["pynative", "graph"])

@@ -50,6 +50,15 @@ def _launch(tmp_path: Path, cfg: Path, out: Path, run: Path, tag: str, *extra: s
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def _signal_state(pid: int) -> str:
+    """SigBlk / SigIgn of a process (bit 2 of either means SIGINT cannot reach a bash trap)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError as err:
+        return str(err)
+    return " ".join(line.replace("\t", "") for line in lines if line.startswith(("SigBlk", "SigIgn")))
+
+
 @pytest.fixture(scope="module")
 def unbroken(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dp")
@@ -108,9 +117,10 @@ def test_signal_to_the_launcher_stops_every_rank_at_one_step_and_resume_is_exact
     while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
         assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() is not None else ""
         time.sleep(0.02)
+    state = _signal_state(proc.pid)  # recorded for the message below
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    assert proc.returncode == 130, f"launcher signal state {state}; stderr: {err}"
     r0, r1 = (np.load(out / f"rank{r}_of2_stopped.npz") for r in (0, 1))
     stopped = int(r0["steps"][-1])
     assert 3 <= stopped < STEPS and int(r1["steps"][-1]) == stopped  # every rank stopped after the same step
