@@ -40,6 +40,17 @@ def own_cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def memory_mib(field_name: str = "VmHWM") -> float:
+    """This process's VmHWM (peak) or VmRSS in MiB (Linux); ru_maxrss elsewhere."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def cores() -> int:
     return os.cpu_count() or 1
 

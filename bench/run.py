@@ -49,7 +49,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import ipt_ms  # noqa: E402,F401  (oneDNN / GLOG environment before MindSpore loads)
-from bench.loadmeter import REFUSED_EXIT, OthersMeter, loaded_banner, sample_others, verdict  # noqa: E402
+from bench.loadmeter import REFUSED_EXIT, OthersMeter, loaded_banner, memory_mib, sample_others, verdict  # noqa: E402
 
 FRAMEWORKS = {  # key -> (create_predictor framework, MindSpore mode, label)
     "mindspore-pynative": ("mindspore", "pynative", "MindSpore PyNative"),
@@ -114,19 +114,6 @@ def _median(values: list[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
 
 
-def _memory_mib(field_name: str) -> float:
-    """VmRSS / VmHWM of this process in MiB (Linux); ru_maxrss elsewhere."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 # ------------------------------------------------------------------------------ worker side
 def _thread_settings(framework: str) -> str:
     if framework.startswith("mindspore"):
@@ -153,7 +140,7 @@ def run_job(job: Job) -> Result:
     predictor, spec = create_predictor(name, job.weights, job.task, batch_size=job.batch, device=job.device,
                                        mode=mode or "graph")
     result.load_s = time.perf_counter() - start
-    result.rss_loaded_mib = _memory_mib("VmRSS")
+    result.rss_loaded_mib = memory_mib("VmRSS")
     result.threads = _thread_settings(job.framework)
     rng = np.random.default_rng(0)
     tiles = rng.uniform(0, spec.rgb_range, (job.batch, spec.n_colors, spec.patch_size, spec.patch_size))
@@ -179,7 +166,7 @@ def run_job(job: Job) -> Result:
             restore_array(counting, image, scale=predictor.scale, patch=spec.patch_size, protocol="official")
             result.image_s.append(time.perf_counter() - start)
         result.tiles = counted["tiles"]
-    result.peak_rss_mib = _memory_mib("VmHWM")
+    result.peak_rss_mib = memory_mib("VmHWM")
     return result
 
 

@@ -55,7 +55,8 @@ def _apply(lever: str, net) -> None:
 def measure(lever: str, warmup: int, steps: int) -> dict:
     """In a child process: the training step under one lever."""
     import ipt_ms  # noqa: F401  (environment defaults before MindSpore loads)
-    from bench.train_step import _peak_rss_mb, spec_for
+    from bench.loadmeter import memory_mib
+    from bench.train_step import spec_for
     from ipt_ms.runtime import configure
     from parity.seeded import seeded_state
     from parity.train_parity import MindSporeTrainer, make_batches
@@ -70,7 +71,7 @@ def measure(lever: str, warmup: int, steps: int) -> dict:
         losses.append(trainer.step(lr, hr, task))
         times.append(time.perf_counter() - start)
     return {"lever": lever, "first_step_s": times[0], "median_step_s": statistics.median(times[warmup:]),
-            "peak_rss_mb": _peak_rss_mb(), "last_loss": losses[-1]}
+            "peak_rss_mb": memory_mib("VmHWM"), "last_loss": losses[-1]}
 
 
 def run_child(lever: str, warmup: int, steps: int) -> dict:

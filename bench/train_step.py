@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.loadmeter import REFUSED_EXIT, OthersMeter, loaded_banner, sample_others, verdict  # noqa: E402
+from bench.loadmeter import REFUSED_EXIT, OthersMeter, loaded_banner, memory_mib, sample_others, verdict  # noqa: E402
 
 FRAMEWORKS = ("mindspore-graph", "mindspore-pynative", "torch")
 DEFAULT_FRAMEWORKS = ("mindspore-graph", "torch")
@@ -56,18 +56,6 @@ def spec_for(preset: str):
         return IPTSpec.tiny(scales=(2,))
     layers = {"full": 12, "medium": 2}[preset]
     return IPTSpec.official("sr_x2", num_layers=layers)
-
-
-def _peak_rss_mb() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(framework: str, preset: str, batch: int, warmup: int, steps: int) -> dict:
@@ -103,7 +91,7 @@ def measure(framework: str, preset: str, batch: int, warmup: int, steps: int) ->
     from ipt_ms import compile_cache
 
     return {"framework": framework, "first_step_s": times[0], "median_step_s": statistics.median(times[warmup:]),
-            "min_step_s": min(times[warmup:]), "peak_rss_mb": _peak_rss_mb(), "last_loss": losses[-1],
+            "min_step_s": min(times[warmup:]), "peak_rss_mb": memory_mib("VmHWM"), "last_loss": losses[-1],
             "params": spec.num_parameters(), "threads": threads, "compile_cache": compile_cache.stats()}
 
 
