@@ -152,8 +152,9 @@ def load_array(path: os.PathLike | str) -> np.ndarray:
 
 
 def _psnr(diff: np.ndarray, peak: float) -> float:
-    mse = float(np.mean(np.square(diff / peak)))
-    return math.inf if mse == 0.0 else -10.0 * math.log10(mse)
+    from ipt_ms.metrics import psnr_from_mse
+
+    return psnr_from_mse(float(np.mean(np.square(diff / peak))))
 
 
 def compare_arrays(a: np.ndarray, b: np.ndarray, limits: CompareLimits = CompareLimits(), *, name_a: str = "A",

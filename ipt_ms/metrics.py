@@ -29,7 +29,8 @@ import numpy as np
 
 from ipt_ms.errors import IPTError
 
-__all__ = ["Y_COEFFS", "SSIM_WINDOW", "default_shave", "luma", "match_target", "psnr", "quantize", "ssim"]
+__all__ = ["Y_COEFFS", "SSIM_WINDOW", "default_shave", "luma", "match_target", "psnr", "psnr_from_mse", "quantize",
+           "ssim"]
 
 #: RGB -> Y weights of the official code (divided by 256, applied to values on the 0..255 scale).
 Y_COEFFS = np.array([65.738, 129.057, 25.064], dtype=np.float64) / 256.0
@@ -95,6 +96,11 @@ def luma(img: np.ndarray) -> np.ndarray:
     return 16.0 + np.asarray(img, dtype=np.float64) @ Y_COEFFS
 
 
+def psnr_from_mse(mse: float) -> float:
+    """PSNR in dB of a mean squared error of values scaled to a peak of 1; inf when zero."""
+    return math.inf if mse == 0.0 else -10.0 * math.log10(mse)
+
+
 def psnr(output: np.ndarray, target: np.ndarray, scale: int = 1, *, channel: str = "y",
          shave: int | None = None, quantize: bool = True) -> float:
     """PSNR in dB of a restored H x W x 3 image against its ground truth (see module docs)."""
@@ -104,8 +110,7 @@ def psnr(output: np.ndarray, target: np.ndarray, scale: int = 1, *, channel: str
         diff = diff @ Y_COEFFS
     elif channel != "rgb":
         raise IPTError(f"PSNR channel must be 'y' or 'rgb', got {channel!r}")
-    mse = float(np.mean(np.square(_crop(diff, border))))
-    return math.inf if mse == 0.0 else -10.0 * math.log10(mse)
+    return psnr_from_mse(float(np.mean(np.square(_crop(diff, border)))))
 
 
 def _gaussian_taps(size: int = SSIM_WINDOW, sigma: float = _SSIM_SIGMA) -> np.ndarray:
