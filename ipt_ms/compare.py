@@ -190,8 +190,10 @@ def compare_arrays(a: np.ndarray, b: np.ndarray, limits: CompareLimits = Compare
 
 
 def _eight_bit(arr: np.ndarray, peak: float) -> np.ndarray:
-    """What a PNG of the array would hold: scaled to 0..255, clipped, rounded half up."""
-    return np.clip(np.floor(arr * (255.0 / peak) + 0.5), 0, 255).astype(np.int16)
+    """What a PNG of the array would hold (scaled to 0..255, `to_uint8`), as int16 for differences."""
+    from ipt_ms.data.imageio import to_uint8
+
+    return to_uint8(np.asarray(arr, dtype=np.float64) * (255.0 / peak)).astype(np.int16)
 
 
 def _judge(r: PairResult, lim: CompareLimits) -> None:
