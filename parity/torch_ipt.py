@@ -139,9 +139,13 @@ class VisionTransformer(nn.Module):
                 if isinstance(m, nn.Linear):
                     nn.init.normal_(m.weight, std=1 / m.weight.size(1))
 
-    def forward(self, x, task_idx: int = 0, with_stages: bool = False):
+    def forward(self, x, task_idx: int = 0, with_stages: bool = False, given=None):
+        """`given`: the body's stages computed elsewhere; each stage then reads its input from
+        there (see `TorchIPT.forward`)."""
         spec = self.spec
         B, C, H, W = x.shape
+        L = spec.num_layers
+        first_layer = 0 if spec.no_mlp else 1  # index of encoder.0 among the body's stages
         stages = []
         tokens = F.unfold(x, spec.patch_dim, stride=spec.patch_dim).permute(2, 0, 1)  # (L, B, E)
         query_pos = None
@@ -149,21 +153,30 @@ class VisionTransformer(nn.Module):
             tokens = self.dropout_layer1(self.linear_encoding(tokens)) + tokens
             query_pos = self.query_embed.weight[task_idx].view(-1, 1, spec.embedding_dim).repeat(1, B, 1)
             stages.append(tokens)
+            if given is not None:
+                tokens = given[0]
         pos = None if spec.no_pos else self.position_encoding()
         if spec.pos_every:
             enc_pos, dec_pos, src = pos, pos, tokens
         else:
             enc_pos, dec_pos, src = None, None, with_pos_embed(tokens, pos)
-        for layer in self.encoder.layers:
-            src = layer(src, pos=enc_pos)
+        for i, layer in enumerate(self.encoder.layers):
+            src = layer(src if given is None or i == 0 else given[first_layer + i - 1], pos=enc_pos)
             stages.append(src)
+        if given is not None:
+            src = given[first_layer + L - 1]
         out = src
-        for layer in self.decoder.layers:
-            out = layer(out, src, pos=dec_pos, query_pos=query_pos)
+        for i, layer in enumerate(self.decoder.layers):
+            out = layer(out if given is None or i == 0 else given[first_layer + L + i - 1], src, pos=dec_pos,
+                        query_pos=query_pos)
             stages.append(out)
+        if given is not None:
+            out = given[first_layer + 2 * L - 1]
         if not spec.no_mlp:
             out = self.mlp_head(out) + out
             stages.append(out)
+            if given is not None:
+                out = given[first_layer + 2 * L]
         features = out.transpose(0, 1)
         out = F.fold(features.transpose(1, 2), (H, W), spec.patch_dim, stride=spec.patch_dim)
         stages.append(out)
@@ -190,22 +203,31 @@ class TorchIPT(nn.Module):
             for s in spec.scales
         ])
 
-    def forward(self, x, task_idx: int = 0, with_stages: bool = False, with_features: bool = False):
+    def forward(self, x, task_idx: int = 0, with_stages: bool = False, with_features: bool = False,
+                stage_inputs=None):
+        """`stage_inputs`: one value per stage of `spec.stage_names(task_idx)`; each stage then
+        reads its input(s) from it instead of from the stage before (layer-by-layer parity)."""
+        given = stage_inputs
         x = self.sub_mean(x)
         stages = [x]
-        for cell in self.head[task_idx]:
-            x = cell(x)
+        for i, cell in enumerate(self.head[task_idx]):
+            x = cell(x if given is None else given[i])
             stages.append(x)
-        res, features, body_stages = self.body(x, task_idx, with_stages)
+        if given is not None:
+            x = given[3]
+        n_body = 2 * self.spec.num_layers + 1 + 2 * (not self.spec.no_mlp)
+        res, features, body_stages = self.body(x, task_idx, with_stages,
+                                               None if given is None else given[4:4 + n_body])
         res = res + x
         stages += body_stages + [res]
         upsampler = self.tail[task_idx][0]
         for k in range(0, len(upsampler), 2):
-            res = upsampler[k + 1](upsampler[k](res))
+            res = upsampler[k + 1](upsampler[k](res if given is None else given[4 + n_body + k // 2]))
             stages.append(res)
-        out = self.tail[task_idx][1](res)
+        depth = len(upsampler) // 2
+        out = self.tail[task_idx][1](res if given is None else given[4 + n_body + depth])
         stages.append(out)
-        out = self.add_mean(out)
+        out = self.add_mean(out if given is None else given[5 + n_body + depth])
         stages.append(out)
         result = (out,)
         if with_features:

@@ -159,23 +159,32 @@ class IPT(CompileCached, nn.Cell):
         self.tail = nn.CellList([make_tail(spec, s) for s in spec.scales])
         self.upsampler_depth = tuple(len(spec.upsampler_factors(s)) for s in spec.scales)
 
-    def construct(self, x, task_idx: int = 0, with_stages: bool = False, with_features: bool = False):
+    def construct(self, x, task_idx: int = 0, with_stages: bool = False, with_features: bool = False,
+                  stage_inputs=None):
+        """See the class docstring. `stage_inputs` (with `with_stages`): a tuple with one value
+        per stage of `spec.stage_names(task_idx)`; each stage then reads its input(s) from it
+        instead of from the stage before, so every stage is computed from given values and its
+        own rounding can be told apart from what it inherits (layer-by-layer parity)."""
         x = self.sub_mean(x)
         stages = (x,)
         head = self.head[task_idx]
         for i in range(3):
-            x = head[i](x)
+            x = head[i](x if stage_inputs is None else stage_inputs[i])
             stages = stages + (x,)
-        res, features, body_stages = self.body(x, task_idx, with_stages)
+        if stage_inputs is not None:
+            x = stage_inputs[3]
+        n_body = self.body.stage_count
+        res, features, body_stages = self.body(x, task_idx, with_stages, stage_inputs, 4)
         res = res + x
         stages = stages + body_stages + (res,)
         upsampler = self.tail[task_idx][0]
-        for k in range(self.upsampler_depth[task_idx]):
-            res = upsampler[2 * k + 1](upsampler[2 * k](res))
+        depth = self.upsampler_depth[task_idx]
+        for k in range(depth):
+            res = upsampler[2 * k + 1](upsampler[2 * k](res if stage_inputs is None else stage_inputs[4 + n_body + k]))
             stages = stages + (res,)
-        out = self.tail[task_idx][1](res)
+        out = self.tail[task_idx][1](res if stage_inputs is None else stage_inputs[4 + n_body + depth])
         stages = stages + (out,)
-        out = self.add_mean(out)
+        out = self.add_mean(out if stage_inputs is None else stage_inputs[5 + n_body + depth])
         stages = stages + (out,)
         if with_stages and with_features:
             return out, features, stages

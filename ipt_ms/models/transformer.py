@@ -202,10 +202,13 @@ class TransformerEncoder(nn.Cell):
         super().__init__()
         self.layers = nn.CellList(layers)
 
-    def construct(self, src, pos=None, return_intermediate: bool = False):
+    def construct(self, src, pos=None, return_intermediate: bool = False, given=None, first: int = 0):
+        """`given` (with return_intermediate): values computed elsewhere, given[first + i] standing
+        for layer i's output; layer i > 0 then reads given[first + i - 1] instead of the live
+        value (see `IPT.construct`). Graph mode wants constant indices, not tuple slices."""
         intermediate = ()
-        for layer in self.layers:
-            src = layer(src, pos)
+        for i, layer in enumerate(self.layers):
+            src = layer(src if given is None or i == 0 else given[first + i - 1], pos)
             if return_intermediate:
                 intermediate = intermediate + (src,)
         if return_intermediate:
@@ -220,10 +223,12 @@ class TransformerDecoder(nn.Cell):
         super().__init__()
         self.layers = nn.CellList(layers)
 
-    def construct(self, tgt, memory, pos=None, query_pos=None, return_intermediate: bool = False):
+    def construct(self, tgt, memory, pos=None, query_pos=None, return_intermediate: bool = False, given=None,
+                  first: int = 0):
+        """`given`, `first`: as in `TransformerEncoder.construct`."""
         intermediate = ()
-        for layer in self.layers:
-            tgt = layer(tgt, memory, pos, query_pos)
+        for i, layer in enumerate(self.layers):
+            tgt = layer(tgt if given is None or i == 0 else given[first + i - 1], memory, pos, query_pos)
             if return_intermediate:
                 intermediate = intermediate + (tgt,)
         if return_intermediate:
@@ -273,18 +278,24 @@ class VisionTransformer(nn.Cell):
         if self.use_pos:
             self.position_encoding = LearnedPositionalEncoding(L, E)
         self.dropout_layer1 = compat.dropout(spec.dropout_rate)
+        # stages reported by construct: linear_encoding, layers, mlp_head (with the MLPs), fold
+        self.stage_count = 2 * spec.num_layers + 1 + 2 * self.use_mlp
         if spec.no_norm:  # the official model re-initialises every Linear when LayerNorm is off
             for _, cell in self.cells_and_names():
                 if isinstance(cell, nn.Dense):
                     cell.weight.set_data(initializer(Normal(1.0 / cell.weight.shape[1]), cell.weight.shape))
 
-    def construct(self, x, task_idx: int = 0, with_stages: bool = False):
+    def construct(self, x, task_idx: int = 0, with_stages: bool = False, given=None, first: int = 0):
         """Returns (out, features, stages): out (B, C, H, W); features (B, L, E) after
-        mlp_head (what the contrastive loss uses); stages a tuple (empty unless asked)."""
+        mlp_head (what the contrastive loss uses); stages a tuple (empty unless asked).
+        `given` (with `with_stages`): every stage as computed elsewhere, the body's first at
+        given[first]; each stage then reads its input from there (see `IPT.construct`)."""
         B, C, H, W = x.shape
         stages = ()
         tokens = patch_unfold(x, self.patch_dim, self.free_transposes and not self.training)
         query_pos = None
+        n_layers = len(self.encoder.layers)
+        first_layer = first + (1 if self.use_mlp else 0)  # index of encoder.0 in `given`
         if self.use_mlp:
             tokens = self.dropout_layer1(compat.dense_2d(self.linear_encoding, tokens)) + tokens
             query = self.query_embed.embedding_table[task_idx]
@@ -297,14 +308,20 @@ class VisionTransformer(nn.Cell):
                 query_pos = query_pos + ops.zeros_like(tokens)
             if with_stages:
                 stages = stages + (tokens,)
+            if given is not None:
+                tokens = given[first]
         pos = self.position_encoding() if self.use_pos else None
         if self.pos_every:
             enc_pos, dec_pos, src = pos, pos, tokens
         else:
             enc_pos, dec_pos, src = None, None, with_pos_embed(tokens, pos)
         if with_stages:
-            memory, enc_stages = self.encoder(src, enc_pos, True)
-            out, dec_stages = self.decoder(memory, memory, dec_pos, query_pos, True)
+            memory, enc_stages = self.encoder(src, enc_pos, True, given, first_layer)
+            if given is not None:
+                memory = given[first_layer + n_layers - 1]
+            out, dec_stages = self.decoder(memory, memory, dec_pos, query_pos, True, given, first_layer + n_layers)
+            if given is not None:
+                out = given[first_layer + 2 * n_layers - 1]
             stages = stages + enc_stages + dec_stages
         else:
             memory = self.encoder(src, enc_pos)
@@ -313,6 +330,8 @@ class VisionTransformer(nn.Cell):
             out = compat.dense_2d(self.mlp_head, out) + out
             if with_stages:
                 stages = stages + (out,)
+            if given is not None:
+                out = given[first_layer + 2 * n_layers]
         features = compat.permute(out, (1, 0, 2), self.free_transposes and not self.training)
         out = patch_fold(out, self.patch_dim, H, W, self.free_transposes and not self.training)
         if with_stages:
