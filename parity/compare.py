@@ -13,10 +13,13 @@ from the float64 run's values of its inputs, rounded to float32 (the networks'
   rounding this stage adds, nothing inherited from the stages before;
 * fp32 rounding = the same for PyTorch float32, worst of `draws` + 1 runs whose inputs
   are moved by up to one float32 ulp (a spread, not one lucky draw), and never below
-  float32's unit roundoff 2^-24.
+  float32's unit roundoff 2^-24;
+* own offset / fp32 offset = the same pair for `channel_offset`, the largest mean error
+  of a channel over all positions: what a wrong weight or bias leaves and rounding
+  averages away.
 
-A stage passes when its own error is at most `floor_factor` (4) times the float32
-rounding there. A wrong weight, a swapped key or a missing bias is off by orders of
+A stage passes when both its own error and its own offset are at most `floor_factor` (4)
+times PyTorch float32's there. A wrong weight, a swapped key or a missing bias is off by orders of
 magnitude more than rounding at the stage that uses it, whatever the depth; rounding
 amplified by the stages before (the nearly one-hot cross-attention of a full-size model
 with random weights grows it ~2x per decoder layer) no longer enters the verdict.
@@ -73,6 +76,8 @@ class StageDiff:
     floor_factor: float = DEFAULT_FLOOR_FACTOR
     local_err: float | None = None  # this stage alone: candidate vs float64, same float32 inputs
     local_floor: float | None = None  # this stage alone: PyTorch float32's rounding (worst draw, >= 2^-24)
+    local_offset: float | None = None  # this stage alone: `channel_offset` of the candidate vs float64
+    offset_floor: float | None = None  # the same for PyTorch float32 (worst draw, >= 2^-24)
     end_to_end: bool = False  # also judged end to end (the output)
 
     @property
@@ -101,8 +106,19 @@ class StageDiff:
         return None if self.local_floor is None else self.floor_factor * self.local_floor
 
     @property
+    def local_ratio(self) -> float | None:
+        """The worse of own error / float32 rounding and own offset / float32's offset (<= floor_factor passes)."""
+        if not self.is_local:
+            return None
+        ratios = [self.local_err / self.local_floor]
+        if self.local_offset is not None and self.offset_floor:
+            ratios.append(self.local_offset / self.offset_floor)
+        return max(ratios)
+
+    @property
     def within_local(self) -> bool:
-        return self.is_local and bool(np.isfinite(self.local_err)) and self.local_err <= self.local_limit
+        ratio = self.local_ratio
+        return ratio is not None and bool(np.isfinite(ratio)) and ratio <= self.floor_factor
 
     @property
     def end_to_end_ok(self) -> bool:
@@ -139,6 +155,22 @@ def _rel(candidate: np.ndarray, reference: np.ndarray) -> float:
     return _errors(candidate, reference)[1]
 
 
+def channel_offset(candidate: np.ndarray, reference: np.ndarray) -> float:
+    """max over channels of |mean error over every position| / RMS of the reference.
+
+    A wrong weight or bias moves a channel the same way at every position, so its mean
+    error stays; rounding errors have random signs and average away over the positions
+    (256 tokens of a full-size model). A 1 % change of a decoder bias hides under the
+    max error of a stage whose attention is sharp, but not here. Channels: axis 1 of
+    (B, C, H, W) images, the last axis of (L, B, E) tokens."""
+    error = candidate.astype(np.float64) - reference
+    channel = error.ndim - 1 if error.ndim == 3 else min(1, error.ndim - 1)
+    positions = tuple(i for i in range(error.ndim) if i != channel)
+    scale = float(np.sqrt(np.mean(np.square(reference, dtype=np.float64)))) if reference.size else 0.0
+    offset = float(np.max(np.abs(error.mean(axis=positions)))) if error.size else 0.0
+    return offset / scale if scale > 0 else (0.0 if offset == 0 else float("inf"))
+
+
 @dataclass
 class LocalRuns:
     """Every stage computed alone from the same float32 inputs (see the module docstring)."""
@@ -171,7 +203,9 @@ def judge_alone(diff: StageDiff, local: LocalRuns) -> StageDiff:
     name = diff.name
     exact = local.exact[name]
     floor = max([FLOAT32_ROUNDOFF] + [_rel(run[name], exact) for run in local.fp32_draws])
+    offset_floor = max([FLOAT32_ROUNDOFF] + [channel_offset(run[name], exact) for run in local.fp32_draws])
     return dataclasses.replace(diff, local_err=_rel(local.candidate[name], exact), local_floor=floor,
+                               local_offset=channel_offset(local.candidate[name], exact), offset_floor=offset_floor,
                                end_to_end=name == "output")
 
 
