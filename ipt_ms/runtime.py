@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 
 from ipt_ms.errors import IPTError
@@ -59,6 +60,27 @@ def configure(device: str = "auto", mode: str = "graph") -> str:
         ms.set_device(target)
     ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
     return target
+
+
+#: `1`/`0` forces the convolutions to run as im2col + matmul or natively (default: on CPU only)
+CONV_AS_MATMUL_ENV = "IPT_MS_CONV_AS_MATMUL"
+
+
+def conv_as_matmul_default() -> bool:
+    """Whether new networks run their convolutions as im2col + matmul (`Conv2d.as_matmul`).
+
+    On by default on CPU (README, "Runtime settings"); `IPT_MS_CONV_AS_MATMUL=0|1` overrides
+    it, which is how CI runs the demo's parity with either kernel family."""
+    value = os.environ.get(CONV_AS_MATMUL_ENV, "").strip().lower()
+    if value in ("1", "on", "true", "yes"):
+        return True
+    if value in ("0", "off", "false", "no"):
+        return False
+    if value not in ("", "auto"):
+        raise IPTError(f"{CONV_AS_MATMUL_ENV}={value!r}: use 1, 0 or auto")
+    import mindspore as ms
+
+    return ms.get_context("device_target") == "CPU"
 
 
 @contextlib.contextmanager

@@ -275,7 +275,7 @@ class ParityReport:
         for stage, diff in pairs:
             stage.update(ok=diff.ok, within_tolerance=diff.within_tolerance, within_floor=diff.within_floor,
                          within_local=diff.within_local, passed_by=diff.passed_by, floor_limit=diff.floor_limit,
-                         local_limit=diff.local_limit)
+                         local_limit=diff.local_limit, local_ratio=diff.local_ratio)
         return data
 
     def to_markdown(self) -> str:
@@ -564,8 +564,13 @@ def _run_parity(steps, weights, ckpt, task, image, seed, mode, device, stage_tol
             timings["onnxruntime"] = time.perf_counter() - start
         others["onnx"] = compare_available(onnx_out, ref.fp32, ref.names, stage_tol, output_tol, ref.fp64,
                                            floor_factor, ref.fp32_draws)
+    from ipt_ms import machine
+    from ipt_ms.models import Conv2d
+
+    convs = [cell.as_matmul for _, cell in net.cells_and_names() if isinstance(cell, Conv2d)]
     environment = {"mindspore": ms.__version__, "torch": torch.__version__, "numpy": np.__version__,
-                   "python": platform.python_version(), "machine": platform.machine()}
+                   "python": platform.python_version(), "machine": platform.machine(), "cpu": machine.one_line(),
+                   "mindspore convolutions": "im2col + matmul" if all(convs) else "native"}
     if others:
         import onnxruntime
 

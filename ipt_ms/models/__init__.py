@@ -10,12 +10,12 @@ from ipt_ms.spec import IPTSpec
 def build_ipt(spec: IPTSpec, conv_as_matmul: bool | None = None) -> IPT:
     """Build the MindSpore network for `spec` (weights freshly initialised).
 
-    `conv_as_matmul` (default: when MindSpore's device is the CPU) runs the convolutions
-    as im2col + matmul (`ipt_ms.models.ipt.Conv2d`)."""
+    `conv_as_matmul` (default: `ipt_ms.runtime.conv_as_matmul_default`, on for the CPU) runs
+    the convolutions as im2col + matmul (`ipt_ms.models.ipt.Conv2d`)."""
     if conv_as_matmul is None:
-        import mindspore as ms
+        from ipt_ms.runtime import conv_as_matmul_default
 
-        conv_as_matmul = ms.get_context("device_target") == "CPU"
+        conv_as_matmul = conv_as_matmul_default()
     net = IPT(spec)
     set_conv_as_matmul(net, conv_as_matmul)
     return net
