@@ -65,6 +65,13 @@ RESULT_TAG = "BENCH_RESULT "
 SECTION = "## Inference"
 
 
+def section_title() -> str:
+    """One section per CPU model and oneDNN ISA, so a run on another kind of CPU adds its own."""
+    from ipt_ms import machine
+
+    return f"{SECTION}: {machine.heading()}"
+
+
 @dataclass
 class Job:
     """One framework at one batch size in one fresh process (optionally also the whole image)."""
@@ -281,6 +288,9 @@ def machine_description() -> dict:
         except metadata.PackageNotFoundError:
             info[package] = "not installed"
     info["env"] = {k: os.environ.get(k, "") for k in ("ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS", "IPT_ORT_THREADS")}
+    from ipt_ms import machine
+
+    info["isa"] = f"oneDNN ISA {machine.isa_in_effect()} (CPU's best {machine.best_isa()})"
     return info
 
 
@@ -305,7 +315,7 @@ def render(results: list[Result], *, spec, task: str, flops: int, machine: dict,
     job_loads = [x for r in results for x in (r.load_before, r.load_after)]
     others = [r.others_cores for r in results if r.others_cores == r.others_cores]
     judged = verdict([r.others_cores for r in results] + [pre_check])
-    lines = [SECTION, ""]
+    lines = [section_title(), ""]
     if smoke:
         lines += ["**Smoke run (tiny model, 1 iteration): not a measurement.**", ""]
     if not judged.quiet:
@@ -329,7 +339,8 @@ def render(results: list[Result], *, spec, task: str, flops: int, machine: dict,
         f"(the paper's \"33 GFLOPs\" counts MACs; body {100 * (macs['body.encoder'] + macs['body.decoder'] + macs['body.linear']) / macs['total']:.1f}%, "  # noqa: E501
         f"head {100 * macs['head'] / macs['total']:.1f}%, tail {100 * macs['tail'] / macs['total']:.1f}%).",
         f"- Machine: {machine.get('model_name', '?')} ({machine.get('hypervisor_vendor', 'bare metal')} guest), "
-        f"{machine.get('cores')} cores, {machine.get('memory_gib', '?')} GiB; {machine.get('platform')}.",
+        f"{machine.get('cores')} cores, {machine.get('memory_gib', '?')} GiB, {machine.get('isa', '?')}; "
+        f"{machine.get('platform')}.",
         f"- Load: 1-min load average {loads[0]:.2f} before the suite ({loads[1]:.2f} after; "
         f"{min(job_loads, default=float('nan')):.2f}-{max(job_loads, default=float('nan')):.2f} around the "
         "jobs, which counts the benchmark's own threads). Other processes kept on average "
@@ -496,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
               "(the section is then marked LOADED)", file=sys.stderr)
         return REFUSED_EXIT
     if out is not None:
-        update_markdown(out, section)
+        update_markdown(out, section, section_title())
         print(f"wrote {out}")
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(r) for r in results], indent=2))

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -47,6 +46,13 @@ FRAMEWORKS = ("mindspore-graph", "mindspore-pynative", "torch")
 DEFAULT_FRAMEWORKS = ("mindspore-graph", "torch")
 LABELS = {"mindspore-graph": "MindSpore Graph", "mindspore-pynative": "MindSpore PyNative", "torch": "PyTorch twin"}
 SECTION = "## Training step"
+
+
+def section_title() -> str:
+    """One section per CPU model and oneDNN ISA, so a run on another kind of CPU adds its own."""
+    from ipt_ms import machine
+
+    return f"{SECTION}: {machine.heading()}"
 
 
 def spec_for(preset: str):
@@ -113,11 +119,13 @@ def render(rows: list[dict], *, preset: str, batch: int, warmup: int, steps: int
     spec = spec_for(preset)
     ref = next((r for r in rows if r["framework"] == "torch" and not r.get("cold")), None)
     cold = {r["framework"]: r for r in rows if r.get("cold")}
-    lines = [SECTION, ""]
+    lines = [section_title(), ""]
     if not judged.quiet:
         lines += [loaded_banner(judged), ""]
     import mindspore
     import torch
+
+    from ipt_ms import machine
 
     lines += [
         "`bench/train_step.py` (run: `.venv/bin/python bench/train_step.py --preset full --out BENCHMARKS.md`): "
@@ -132,7 +140,7 @@ def render(rows: list[dict], *, preset: str, batch: int, warmup: int, steps: int
         "",
         f"- Model: preset `{preset}`, {spec.num_parameters():,} parameters, {spec.num_layers}+{spec.num_layers} "
         f"layers, n_feats {spec.n_feats}.",
-        f"- Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; 1-min load average "
+        f"- Machine: {machine.one_line()}; 1-min load average "
         f"{loads[0]:.2f} before / {loads[1]:.2f} after. {judged.describe().capitalize()}.",
         f"- Versions: MindSpore {mindspore.__version__}, PyTorch {torch.__version__}; env ONEDNN_MAX_CPU_ISA="
         f"{os.environ.get('ONEDNN_MAX_CPU_ISA', 'unset')} (MindSpore; see the levers table for PyTorch).",
@@ -214,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             return REFUSED_EXIT
         from bench.run import update_markdown
 
-        update_markdown(out, section, SECTION)
+        update_markdown(out, section, section_title())
         print(f"wrote {out}")
     return 0
 

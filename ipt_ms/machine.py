@@ -83,3 +83,9 @@ def one_line() -> str:
     cap = "" if d[ISA_ENV] == "unset" else f", capped by {ISA_ENV}={d[ISA_ENV]}"
     return (f"{d['cpu']} ({d['cpu_kind']}), {d['cores']} cores, oneDNN ISA {d['onednn_isa']} "
             f"(CPU's best {d['best_isa']}{cap})")
+
+
+def heading() -> str:
+    """The CPU part of a BENCHMARKS.md section title: one section per CPU model and ISA."""
+    d = describe()
+    return f"{d['cpu']}, oneDNN {d['onednn_isa']}"

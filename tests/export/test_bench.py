@@ -12,22 +12,24 @@ import pytest
 
 from bench.flops import ipt_flops, ipt_macs
 from bench.loadmeter import OTHERS_LIMIT, REFUSED_EXIT, verdict
-from bench.run import FRAMEWORKS, ROOT, SECTION, update_markdown
+from bench.run import FRAMEWORKS, ROOT, SECTION, section_title, update_markdown
 from ipt_ms.spec import IPTSpec
 
 
 def test_smoke_run_writes_only_its_section(tmp_path):
+    """It replaces this CPU kind's section and keeps the other sections, another CPU's included."""
     out = tmp_path / "BENCHMARKS.md"
-    out.write_text("# Benchmarks\n\n## Data pipeline\n\nKEEP-1\n\n## Inference\n\nold numbers\n\n"
-                   "## Training\n\nKEEP-2\n")
+    title = section_title()  # "## Inference: <CPU model>, oneDNN <ISA>"
+    out.write_text(f"# Benchmarks\n\n## Data pipeline\n\nKEEP-1\n\n{title}\n\nold numbers\n\n"
+                   "## Inference: Other CPU, oneDNN AVX512_CORE\n\nKEEP-3\n\n## Training\n\nKEEP-2\n")
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--out", str(out),
                            "--json", str(tmp_path / "r.json"), "--allow-loaded"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     text = out.read_text()
-    assert text.count(SECTION + "\n") == 1 and "old numbers" not in text
-    assert text.index("## Data pipeline") < text.index(SECTION) < text.index("## Training")
-    assert "KEEP-1" in text and "KEEP-2" in text and "Smoke run" in text
+    assert text.count(title + "\n") == 1 and "old numbers" not in text and title.startswith(SECTION + ": ")
+    assert text.index("## Data pipeline") < text.index(title) < text.index("## Training")
+    assert "KEEP-1" in text and "KEEP-2" in text and "KEEP-3" in text and "Smoke run" in text
     for label in (v[2] for v in FRAMEWORKS.values()):
         assert f"| {label} | 2 |" in text  # one row per framework at the smoke batch size
     results = json.loads((tmp_path / "r.json").read_text())
