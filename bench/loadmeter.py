@@ -13,8 +13,11 @@ busy ("others").
 
 from __future__ import annotations
 
+import atexit
 import os
 import resource
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,3 +109,17 @@ def verdict(others: list[float]) -> Verdict:
 def loaded_banner(v: Verdict) -> str:
     """The line a section gets when written from a loaded run (``--allow-loaded``)."""
     return f"**LOADED: measured while {v.describe()}. These figures are not comparable; re-run on an idle machine.**"
+
+
+_scratch: list[str] = []
+
+
+def scratch_dir() -> str:
+    """A private working folder for benchmark children, removed when this process exits.
+
+    MindSpore writes build leftovers (akg_kernel_meta/, kernel_build_tmp.key, rank_0/) into
+    its working directory; a child started there leaves nothing in the repository."""
+    if not _scratch:
+        _scratch.append(tempfile.mkdtemp(prefix="ipt-bench-"))
+        atexit.register(shutil.rmtree, _scratch[0], True)
+    return _scratch[0]

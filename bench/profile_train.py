@@ -27,8 +27,11 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SELF = str(Path(__file__).resolve())  # children run in a scratch folder
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench.loadmeter import scratch_dir  # noqa: E402
 
 
 def _trainer(framework: str, preset: str):
@@ -143,11 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     for framework in args.frameworks.split(","):
         # compiled afresh: graphs loaded from the compile cache lose the scopes the phase split reads
         env = dict(os.environ, IPT_MS_COMPILE_CACHE="0")
-        cmd = [sys.executable, __file__, "--child", framework, "--preset", args.preset, "--steps", str(args.steps)]
+        cmd = [sys.executable, SELF, "--child", framework, "--preset", args.preset, "--steps", str(args.steps)]
         if args.keep:
             Path(args.keep).mkdir(parents=True, exist_ok=True)
             cmd += ["--keep", str(Path(args.keep).resolve())]
-        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=scratch_dir(), env=env)
         lines = [ln for ln in done.stdout.splitlines() if ln.startswith("PROFILE ")]
         if done.returncode != 0 or not lines:
             print(f"{framework} failed:\n{done.stderr[-3000:]}", file=sys.stderr)

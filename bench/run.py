@@ -49,7 +49,15 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import ipt_ms  # noqa: E402,F401  (oneDNN / GLOG environment before MindSpore loads)
-from bench.loadmeter import REFUSED_EXIT, OthersMeter, loaded_banner, memory_mib, sample_others, verdict  # noqa: E402
+from bench.loadmeter import (  # noqa: E402
+    REFUSED_EXIT,
+    OthersMeter,
+    loaded_banner,
+    memory_mib,
+    sample_others,
+    scratch_dir,
+    verdict,
+)
 
 FRAMEWORKS = {  # key -> (create_predictor framework, MindSpore mode, label)
     "mindspore-pynative": ("mindspore", "pynative", "MindSpore PyNative"),
@@ -222,7 +230,7 @@ def spawn(job: Job, timeout: float) -> Result:
         env["IPT_MS_COMPILE_CACHE"] = job.compile_cache
     with OthersMeter() as meter:
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=str(ROOT), env=env)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=scratch_dir(), env=env)
         except subprocess.TimeoutExpired:
             proc = None
     stats = dict(load_before=before, load_after=_loadavg(), others_cores=meter.cores)
@@ -248,7 +256,7 @@ def export_onnx_files(weights: str, task: str, folder: Path, frameworks: list[st
         cmd = [sys.executable, "-m", "ipt_ms", "export", "--weights", weights, "--task", task, "--source", source,
                "--device", "cpu", "-o", str(path)]
         start = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=scratch_dir())
         if proc.returncode != 0:
             raise SystemExit(f"export for {key} failed: {proc.stderr.strip().splitlines()[-1:]}")
         files[key], seconds[key] = str(path), time.perf_counter() - start

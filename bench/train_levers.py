@@ -28,8 +28,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SELF = str(Path(__file__).resolve())  # children run in a scratch folder
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench.loadmeter import scratch_dir  # noqa: E402
 
 LEVERS = ("shipped", "native-conv-avx2", "mem-O1", "jit-O1", "graph-kernel", "recompute", "pynative")
 
@@ -78,8 +81,8 @@ def run_child(lever: str, warmup: int, steps: int) -> dict:
     env = dict(os.environ, IPT_MS_COMPILE_CACHE="0")
     if lever == "native-conv-avx2":
         env["ONEDNN_MAX_CPU_ISA"] = "AVX2"
-    cmd = [sys.executable, __file__, "--child", lever, "--warmup", str(warmup), "--steps", str(steps)]
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+    cmd = [sys.executable, SELF, "--child", lever, "--warmup", str(warmup), "--steps", str(steps)]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=scratch_dir(), env=env)
     if done.returncode != 0:
         lines = [ln for ln in done.stderr.splitlines() if ln.strip() and not ln.startswith(" ")]
         return {"lever": lever, "error": (lines[-1] if lines else f"exit {done.returncode}")[:200]}

@@ -37,10 +37,19 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SELF = str(Path(__file__).resolve())  # children run in a scratch folder
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.loadmeter import REFUSED_EXIT, OthersMeter, loaded_banner, memory_mib, sample_others, verdict  # noqa: E402
+from bench.loadmeter import (  # noqa: E402
+    REFUSED_EXIT,
+    OthersMeter,
+    loaded_banner,
+    memory_mib,
+    sample_others,
+    scratch_dir,
+    verdict,
+)
 
 FRAMEWORKS = ("mindspore-graph", "mindspore-pynative", "torch")
 DEFAULT_FRAMEWORKS = ("mindspore-graph", "torch")
@@ -102,11 +111,11 @@ def measure(framework: str, preset: str, batch: int, warmup: int, steps: int) ->
 
 
 def run_child(framework: str, args, cache: str) -> dict:
-    cmd = [sys.executable, __file__, "--child", framework, "--preset", args.preset, "--batch", str(args.batch),
+    cmd = [sys.executable, SELF, "--child", framework, "--preset", args.preset, "--batch", str(args.batch),
            "--warmup", str(args.warmup), "--steps", str(args.steps)]
     env = dict(os.environ, IPT_MS_COMPILE_CACHE=cache)
     with OthersMeter() as meter:
-        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=scratch_dir(), env=env)
     if done.returncode != 0:
         raise SystemExit(f"{framework} failed:\n{done.stderr[-2000:]}")
     row = json.loads(done.stdout.strip().splitlines()[-1])
