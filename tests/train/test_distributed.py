@@ -39,14 +39,17 @@ output: {log_every: 1, checkpoint_every: 10, plot: false, progress: false, tenso
 """.replace("STEPS", str(STEPS))
 
 
-def _env(tmp_path: Path, logs: str) -> dict:
-    return dict(os.environ, PYTHON=sys.executable, TRAIN_ENTRY=str(WORKER), LOG_DIR=str(tmp_path / logs),
-                CLUSTER_TIMEOUT="120", MS_OM_PATH=str(tmp_path / "om"), SHOW_WORKER_LOG="0")
+def _env(tmp_path: Path, logs: str | None = None, **extra: str) -> dict:
+    env = {**os.environ, "PYTHON": sys.executable, "TRAIN_ENTRY": str(WORKER), "CLUSTER_TIMEOUT": "120",
+           "MS_OM_PATH": str(tmp_path / "om"), "SHOW_WORKER_LOG": "0", **extra}
+    if logs is not None:
+        env["LOG_DIR"] = str(tmp_path / logs)
+    return env
 
 
-def _launch(tmp_path: Path, cfg: Path, out: Path, run: Path, tag: str, *extra: str) -> subprocess.Popen:
+def _launch(tmp_path: Path, cfg: Path, out: Path, run: Path, tag: str, *extra: str, **env: str) -> subprocess.Popen:
     return subprocess.Popen(["bash", str(SCRIPT), "2", str(cfg), "--out", str(out), "--tag", tag,
-                             "--set", f"output.dir={run}", *extra], cwd=tmp_path, env=_env(tmp_path, f"logs{tag}"),
+                             "--set", f"output.dir={run}", *extra], cwd=tmp_path, env=_env(tmp_path, **env),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -65,15 +68,65 @@ def unbroken(tmp_path_factory):
     cfg = tmp / "dp.yaml"
     cfg.write_text(CONFIG)
     out = tmp / "weights"
-    proc = _launch(tmp, cfg, out, tmp / "dp_run", "")
+    proc = _launch(tmp, cfg, out, tmp / "dp_run", "", SHOW_WORKER_LOG="1")  # logs: the default place
     _, err = proc.communicate(timeout=400)
     assert proc.returncode == 0, err[-3000:]
-    return tmp, cfg, out
+    return tmp, cfg, out, err
+
+
+@pytest.mark.slow
+def test_console_shows_rank0_steps_and_summary_and_logs_stay_in_the_run(unbroken):
+    tmp_path, _, _, console = unbroken
+    run = tmp_path / "dp_run"
+    lines = console.splitlines()
+    assert lines[0].startswith("train_distributed.sh: 2 worker(s) (2 on this node)"), console
+    assert f"logs in {run}/logs/attempt-1" in lines[0]
+    steps = [line for line in lines if line.startswith("step ") and "grad_norm" in line]
+    assert [int(line.split()[1]) for line in steps] == list(range(1, STEPS + 1)), console
+    assert lines[-1].startswith(f"step {STEPS}: weights {run}/model.ckpt"), console  # the summary, last
+    assert not any(line.startswith("[") for line in lines), console  # no MindSpore [INFO]/[WARNING] lines
+    assert "SIGINT is ignored or blocked" not in console  # started in the foreground: no false warning
+    assert "\r" not in console  # no progress bar frames in a pipe
+    logs = run / "logs" / "attempt-1"
+    assert sorted(p.name for p in logs.iterdir()) == ["msrun.log", "scheduler.log", "worker_0.log", "worker_1.log"]
+    assert (run / "logs" / "launcher.log").read_text().count("logs in") == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args, expected", [
+    (["--set", "optim.lrr=1"], "override 'optim.lrr=1': unknown key 'optim.lrr' (did you mean 'optim.lr'?)"),
+    (["--resume"], "nothing to resume: no checkpoint in"),
+])
+def test_bad_overrides_and_paths_fail_before_msrun_starts(tmp_path, args, expected):
+    cfg = tmp_path / "dp.yaml"
+    cfg.write_text(CONFIG)
+    start = time.monotonic()
+    proc = subprocess.run(["bash", str(SCRIPT), "2", str(cfg), "--out", str(tmp_path / "w"), "--set",
+                           f"output.dir={tmp_path / 'run'}", *args], cwd=tmp_path, env=_env(tmp_path),
+                          capture_output=True, text=True, timeout=60)
+    seconds = time.monotonic() - start
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("train_distributed.sh: error: ") and expected in lines[0], lines[0]
+    assert not (tmp_path / "run" / "logs").exists()  # msrun never started
+    assert seconds < 10, seconds
+
+
+@pytest.mark.slow
+def test_missing_data_folder_of_the_real_entry_fails_before_msrun_starts(tmp_path):
+    cfg = tmp_path / "dp.yaml"
+    cfg.write_text(CONFIG)
+    env = _env(tmp_path)
+    del env["TRAIN_ENTRY"]  # `ipt-ms train`: its options and its data folder are checked
+    proc = subprocess.run(["bash", str(SCRIPT), "2", str(cfg), "--data", str(tmp_path / "nowhere"), "-o",
+                           str(tmp_path / "run")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == f"train_distributed.sh: error: data.root '{tmp_path / 'nowhere'}' is not a folder"
 
 
 @pytest.mark.slow
 def test_two_workers_match_one_worker_with_twice_the_batch(unbroken):
-    tmp_path, cfg, out = unbroken
+    tmp_path, cfg, out, _ = unbroken
     single = subprocess.run([sys.executable, str(WORKER), "--config", str(cfg), "--out", str(out),
                              "--set", "train.max_steps=4", "--set", f"output.dir={tmp_path / 'single_run'}"],
                             cwd=tmp_path, env=dict(os.environ, MS_OM_PATH=str(tmp_path / "om")),
@@ -95,6 +148,13 @@ def test_two_workers_match_one_worker_with_twice_the_batch(unbroken):
     # of 4 (equal at step 1; then the two runs' weights differ by float rounding)
     np.testing.assert_allclose(r0["losses"][0], one["losses"][0], rtol=1e-6)
     np.testing.assert_allclose(r0["losses"][:4], one["losses"], rtol=1e-5)
+    # the reduced gradient is the mean of the ranks' gradients, i.e. the gradient of the whole
+    # batch: its norm (logged before clipping, which with Adam would hide a constant factor)
+    # equals the one-worker norm at twice the batch (a sum over ranks doubles it)
+    np.testing.assert_allclose(r0["grad_norms"][0], one["grad_norms"][0], rtol=1e-5,
+                               err_msg="grad_norm of step 1: 2 workers x 2 vs 1 worker x 4")
+    np.testing.assert_allclose(r0["grad_norms"][:4], one["grad_norms"], rtol=1e-4)
+    np.testing.assert_array_equal(r0["grad_norms"], r1["grad_norms"])
     worst = 0.0
     for key in at4:
         scale = float(np.abs(one[key]).max()) or 1.0
@@ -109,7 +169,7 @@ def test_two_workers_match_one_worker_with_twice_the_batch(unbroken):
 
 @pytest.mark.slow
 def test_signal_to_the_launcher_stops_every_rank_at_one_step_and_resume_is_exact(unbroken):
-    tmp_path, cfg, out = unbroken
+    tmp_path, cfg, out, _ = unbroken
     run = tmp_path / "stopped_run"
     proc = _launch(tmp_path, cfg, out, run, "_stopped")
     metrics = run / "metrics.jsonl"
@@ -160,28 +220,33 @@ def test_taken_master_port_fails_at_once(tmp_path):
 
 
 # Stand-ins for `ipt-ms train` under msrun, to test the launcher's watch on the scheduler
-# without MindSpore: the scheduler (MS_ROLE=MS_SCHED) and the workers do what --mode says.
+# without MindSpore: the scheduler (MS_ROLE=MS_SCHED) and the workers do what --fake says.
 FAKE_ENTRY = """
-import os, sys, time
-mode = sys.argv[sys.argv.index("--mode") + 1]
+import os, signal, sys, time
+mode = sys.argv[sys.argv.index("--fake") + 1]
 if os.environ.get("MS_ROLE") == "MS_SCHED":
     if mode == "bind-error":
         print("[ERROR] DISTRIBUTED tcp_server.cc Failed to call bind, port in use", flush=True)
         sys.exit(1)
     time.sleep(1)
+    if mode == "scheduler-killed":
+        os.kill(os.getpid(), signal.SIGKILL)  # an OOM kill: nothing in its log
     sys.exit(0)  # the end of a good run, or a silent death: the log says nothing either way
+if mode == "worker-fails":
+    print("fake_entry.py: error: out of memory (a stand-in)", file=sys.stderr, flush=True)
+    sys.exit(1)
 time.sleep(5 if mode == "ends-first" else 300)
 """
 
 
-def _fake_launch(tmp_path: Path, mode: str, grace: int) -> tuple[subprocess.CompletedProcess, float]:
+def _fake_launch(tmp_path: Path, mode: str, grace: int, **extra: str) -> tuple[subprocess.CompletedProcess, float]:
     entry = tmp_path / "fake_entry.py"
     entry.write_text(FAKE_ENTRY)
     cfg = tmp_path / "dp.yaml"
     cfg.write_text(CONFIG)
-    env = {**_env(tmp_path, "logs"), "TRAIN_ENTRY": str(entry), "SCHEDULER_GRACE": str(grace)}
+    env = {**_env(tmp_path, "logs"), "TRAIN_ENTRY": str(entry), "SCHEDULER_GRACE": str(grace), **extra}
     start = time.monotonic()
-    proc = subprocess.run(["bash", str(SCRIPT), "2", str(cfg), "--mode", mode], cwd=tmp_path, env=env,
+    proc = subprocess.run(["bash", str(SCRIPT), "2", str(cfg), "--fake", mode], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     return proc, time.monotonic() - start
 
@@ -199,6 +264,7 @@ def test_scheduler_that_leaves_just_before_the_workers_is_a_good_end(tmp_path):
 @pytest.mark.parametrize("mode, expected", [
     ("bind-error", "the scheduler exited: [ERROR] DISTRIBUTED tcp_server.cc Failed to call bind"),
     ("silent-death", "the scheduler exited and the workers were still running 3 s later"),
+    ("scheduler-killed", "the scheduler killed by signal 9 (KILL)"),
 ])
 def test_scheduler_that_dies_stops_the_launch(tmp_path, mode, expected):
     proc, seconds = _fake_launch(tmp_path, mode, grace=3)
@@ -206,3 +272,63 @@ def test_scheduler_that_dies_stops_the_launch(tmp_path, mode, expected):
     assert f"train_distributed.sh: {expected}" in proc.stderr
     assert seconds < 30, seconds  # the workers would have slept 300 s
     print(f"{mode}: reported in {seconds:.1f} s")
+
+
+@pytest.mark.slow
+def test_a_job_that_fails_more_than_max_restarts_times_exits_naming_the_cause(tmp_path):
+    proc, seconds = _fake_launch(tmp_path, "worker-fails", grace=3, MAX_RESTARTS="2")
+    assert proc.returncode == 1, proc.stderr
+    cause = "a worker exited with status 1: fake_entry.py: error: out of memory (a stand-in)"
+    assert proc.stderr.count(f"train_distributed.sh: {cause}; restart ") == 2, proc.stderr
+    assert "restart 2 of 2 from the start (no checkpoint yet)" in proc.stderr
+    assert f"failed 3 times (MAX_RESTARTS=2): giving up; last cause: {cause}" in proc.stderr.splitlines()[-1]
+    logs = tmp_path / "logs"
+    assert sorted(p.name for p in logs.iterdir()) == ["attempt-1", "attempt-2", "attempt-3", "launcher.log"]
+    assert (logs / "launcher.log").read_text().count("restart ") == 2
+    again, _ = _fake_launch(tmp_path, "worker-fails", grace=3)  # a later launch keeps the earlier attempts' logs
+    assert again.returncode == 1 and (logs / "attempt-4" / "msrun.log").is_file() and (logs / "attempt-1").is_dir()
+    print(f"3 failed attempts reported in {seconds:.1f} s")
+
+
+def _worker_pid(tag: str, rank: int, deadline: float) -> int:
+    """The pid of the msrun worker of `rank` started with --tag `tag` (its environment says which)."""
+    while time.time() < deadline:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+                environ = (entry / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if tag.encode() in cmdline and b"MS_ROLE=MS_WORKER" in environ and f"RANK_ID={rank}".encode() in environ:
+                return int(entry.name)
+        time.sleep(0.1)
+    raise AssertionError(f"no worker of rank {rank} with tag {tag}")
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_run_is_restarted_from_the_checkpoint_to_the_same_weights(unbroken):
+    tmp_path, cfg, out, _ = unbroken
+    run = tmp_path / "restarted_run"
+    proc = _launch(tmp_path, cfg, out, run, "_restarted", MAX_RESTARTS="1", SHOW_WORKER_LOG="1")
+    metrics = run / "metrics.jsonl"
+    deadline = time.time() + 300
+    victim = _worker_pid("_restarted", 1, deadline)
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 13):  # past the checkpoint at 10
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() is not None else ""
+        time.sleep(0.02)
+    os.kill(victim, signal.SIGKILL)
+    killed_at = time.monotonic()
+    _, err = proc.communicate(timeout=400)
+    assert proc.returncode == 0, err[-3000:]
+    restart = [line for line in err.splitlines() if "restart 1 of 1" in line]
+    assert restart == [f"train_distributed.sh: a worker was killed by signal 9 (KILL); restart 1 of 1 from "
+                       f"{run}/checkpoints/step_000000010.ckpt"], err
+    assert f"resumed from {run}/checkpoints/step_000000010.ckpt at step 10" in err
+    logs = run / "logs"
+    assert "restart 1 of 1" in (logs / "launcher.log").read_text()
+    assert (logs / "attempt-1" / "worker_1.log").is_file() and (logs / "attempt-2" / "worker_1.log").is_file()
+    # the final weights of the uninterrupted run, to the bit
+    assert (run / "model.ckpt").read_bytes() == (tmp_path / "dp_run" / "model.ckpt").read_bytes()
+    print(f"worker killed at step >= 13; run finished {time.monotonic() - killed_at:.1f} s later")
