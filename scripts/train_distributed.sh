@@ -149,7 +149,7 @@ else
         exit 2
     fi  # 4: the scheduler runs on another host (MASTER_ADDR is not local): nothing to check here
 fi
-PREFLIGHT=(-m ipt_ms.train.preflight)
+PREFLIGHT=(-m ipt_ms.train.preflight --node-rank "${NODE_RANK:-0}")
 if [[ -n "${TRAIN_ENTRY:-}" ]]; then
     ENTRY=("$TRAIN_ENTRY")
     PREFLIGHT+=(--custom-entry)
@@ -249,6 +249,7 @@ trap 'on_signal TERM' TERM
 # One msrun launch; sets FAIL to the cause when it failed.
 run_attempt() {
     FAIL=
+    ONE_LINE=
     local sched_gone_at="" line code cause death status
     # msrun in a session of its own: a Ctrl-C reaches this script only, which forwards it to
     # the workers (msrun itself would SIGKILL them mid-step).
@@ -264,6 +265,10 @@ run_attempt() {
     while kill -0 "$MSRUN_PID" 2>/dev/null; do
         if [[ -n "$STOPPING" ]]; then
             [[ -z "$(workers)" ]] && break
+        elif grep -q -s 'Building networking for MS_[A-Z]* failed' "$LOG_DIR"/*.log; then
+            FAIL="the cluster did not form within CLUSTER_TIMEOUT=$CLUSTER_TIMEOUT s: not every worker joined (a node that never started, or one with another MASTER_ADDR, MASTER_PORT or NUM_WORKERS); logs in $LOG_DIR"
+            ONE_LINE=1
+            break
         elif line=$(grep -m1 -E 'Worker process [0-9]+ exit with exception' "$LOG_DIR/msrun.log" 2>/dev/null); then
             code=$(sed -E 's/.*Error code: (-?[0-9]+).*/\1/' <<< "$line")
             if [[ $code == -* ]]; then
@@ -319,7 +324,7 @@ while :; do
     ATTEMPT=$((ATTEMPT + 1))
     LOG_DIR=$LOG_BASE/attempt-$ATTEMPT
     mkdir -p "$LOG_DIR"
-    say "${NODE:+$NODE: }$NUM_WORKERS worker(s) ($LOCAL_WORKERS on this node), scheduler $MASTER_ADDR:$MASTER_PORT, run $RUN_DIR, logs in $LOG_DIR"
+    say "$NUM_WORKERS worker(s) ($LOCAL_WORKERS on this node), scheduler $MASTER_ADDR:$MASTER_PORT, run $RUN_DIR, logs in $LOG_DIR"
     run_attempt "${ARGS[@]}"
     if [[ -n "$STOPPING" ]]; then
         line=$(grep -h -E '^interrupted at step' "$LOG_DIR/worker_0.log" 2>/dev/null | tail -n1 || true)
@@ -329,8 +334,10 @@ while :; do
     [[ -z "$FAIL" ]] && exit 0
     if (( RESTARTS >= MAX_RESTARTS )); then
         say "$FAIL"
-        show_log "$LOG_DIR/scheduler.log"
-        for log in "$LOG_DIR"/worker_*.log; do show_log "$log" 8; done
+        if [[ -z "$ONE_LINE" ]]; then
+            show_log "$LOG_DIR/scheduler.log"
+            for log in "$LOG_DIR"/worker_*.log; do show_log "$log" 8; done
+        fi
         (( MAX_RESTARTS == 0 )) || say "failed $((RESTARTS + 1)) times (MAX_RESTARTS=$MAX_RESTARTS): giving up; last cause: $FAIL"
         exit 1
     fi

@@ -6,10 +6,12 @@ on a cluster, after every node has joined). This parses the worker's arguments a
 `ipt-ms train` does, validates the config, and prints the run directory (output.dir after
 -o and --set) so the launcher can keep its logs there. One line and exit 2 on bad input.
 
-    python -m ipt_ms.train.preflight [--custom-entry] -- ipt-ms-train-args...
+    python -m ipt_ms.train.preflight [--custom-entry] [--node-rank R] -- ipt-ms-train-args...
 
 ``--custom-entry``: the workers run another script (TRAIN_ENTRY) with arguments of its
-own: unknown options are allowed and the data folder is not required.
+own: unknown options are allowed and the data folder is not required. ``--node-rank``:
+only node 0 checks the run's checkpoints against --resume (another node may start after
+node 0 wrote its first checkpoint to the shared run directory).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from ipt_ms.errors import IPTError
 PROG = "train_distributed.sh"
 
 
-def check(argv: list[str], custom_entry: bool = False) -> Path:
+def check(argv: list[str], custom_entry: bool = False, node_rank: int = 0) -> Path:
     """The run directory of the training `argv` describes; IPTError/ConfigError when it cannot run."""
     from ipt_ms.cli._training import add_training_args, training_config
     from ipt_ms.fileio import ensure_writable_dir
@@ -49,6 +51,8 @@ def check(argv: list[str], custom_entry: bool = False) -> Path:
     run_dir = Path(cfg.output.dir)
     checkpoints = run_dir / CHECKPOINT_DIR
     ensure_writable_dir(run_dir, "output.dir")
+    if node_rank != 0:
+        return run_dir
     if args.resume is None and latest_checkpoint(checkpoints) is not None:
         raise IPTError(f"{str(run_dir)!r} already holds checkpoints of a run; pass --resume to continue it, "
                        "or choose another output.dir")
@@ -60,13 +64,18 @@ def check(argv: list[str], custom_entry: bool = False) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse
+
     from ipt_ms.config import ConfigError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    custom = "--custom-entry" in argv[:argv.index("--")] if "--" in argv else False
-    rest = argv[argv.index("--") + 1:] if "--" in argv else argv
+    split = argv.index("--") if "--" in argv else len(argv)
+    own = argparse.ArgumentParser(prog="preflight")
+    own.add_argument("--custom-entry", action="store_true")
+    own.add_argument("--node-rank", type=int, default=0)
+    options = own.parse_args(argv[:split])
     try:
-        run_dir = check(rest, custom)
+        run_dir = check(argv[split + 1:], options.custom_entry, options.node_rank)
     except (IPTError, ConfigError) as err:
         print(f"{PROG}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2

@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -332,3 +334,94 @@ def test_a_worker_killed_mid_run_is_restarted_from_the_checkpoint_to_the_same_we
     # the final weights of the uninterrupted run, to the bit
     assert (run / "model.ckpt").read_bytes() == (tmp_path / "dp_run" / "model.ckpt").read_bytes()
     print(f"worker killed at step >= 13; run finished {time.monotonic() - killed_at:.1f} s later")
+
+
+@contextlib.contextmanager
+def _two_hosts():
+    """Two network namespaces joined by a veth pair, 10.231.0.1 and 10.231.0.2 (each with its
+    own loopback): two "nodes" on one machine. Deleted again whatever happens."""
+    if shutil.which("ip") is None:
+        pytest.skip("no `ip` command (iproute2) here")
+    tag = f"ipt{os.getpid() % 100000}"
+    names = [f"{tag}a", f"{tag}b"]
+    made: list[str] = []
+    try:
+        for name in names:
+            added = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+            if added.returncode != 0:
+                pytest.skip(f"`ip netns add` not permitted here: {added.stderr.strip()}")
+            made.append(name)
+        commands = [["ip", "link", "add", f"v{tag}a", "type", "veth", "peer", "name", f"v{tag}b"]]
+        for name, addr in zip(names, ("10.231.0.1/24", "10.231.0.2/24")):
+            dev = f"v{name}"
+            commands += [["ip", "link", "set", dev, "netns", name], ["ip", "-n", name, "addr", "add", addr, "dev", dev],
+                         ["ip", "-n", name, "link", "set", dev, "up"], ["ip", "-n", name, "link", "set", "lo", "up"]]
+        for command in commands:
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                pytest.skip(f"cannot set up the namespaces ({' '.join(command)}): {done.stderr.strip()}")
+        yield names
+    finally:
+        for name in made:  # deleting a namespace deletes its end of the veth pair, and so the pair
+            subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+
+
+def _node(namespace: str, tmp_path: Path, cfg: Path, out: Path, run: Path, rank: int, port: int,
+          **env: str) -> subprocess.Popen:
+    node_env = _env(tmp_path, MASTER_ADDR="10.231.0.1", MASTER_PORT=str(port), NODE_RANK=str(rank),
+                    LOCAL_WORKERS="1", SHOW_WORKER_LOG="1", **env)
+    return subprocess.Popen(["ip", "netns", "exec", namespace, "bash", str(SCRIPT), "2", str(cfg), "--out", str(out),
+                             "--tag", f"_node{rank}", "--set", f"output.dir={run}"], cwd=tmp_path, env=node_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_two_nodes_in_network_namespaces_match_one_node_with_two_workers(unbroken):
+    tmp_path, cfg, out, _ = unbroken
+    run = tmp_path / "two_nodes_run"
+    with _two_hosts() as (first, second):
+        nodes = [_node(ns, tmp_path, cfg, out, run, rank, 29517) for rank, ns in enumerate((first, second))]
+        try:
+            errs = [node.communicate(timeout=400)[1] for node in nodes]
+        finally:
+            for node in nodes:
+                if node.poll() is None:
+                    node.kill()
+    for rank, (node, err) in enumerate(zip(nodes, errs)):
+        assert node.returncode == 0, f"node {rank}: {err[-3000:]}"
+        assert err.startswith(f"train_distributed.sh [node {rank} of 2]: 2 worker(s) (1 on this node), scheduler "
+                              f"10.231.0.1:29517, run {run}, logs in {run}/logs/node-{rank}/attempt-1"), err
+    assert f"step {STEPS}: weights {run}/model.ckpt" in errs[0]  # rank 0's summary on node 0's console
+    # the weights of one node with two workers, to the bit
+    assert (run / "model.ckpt").read_bytes() == (tmp_path / "dp_run" / "model.ckpt").read_bytes()
+
+
+@pytest.mark.slow
+def test_a_node_that_never_arrives_fails_the_other_within_the_cluster_timeout(tmp_path):
+    cfg = tmp_path / "dp.yaml"
+    cfg.write_text(CONFIG)
+    with _two_hosts() as (first, _):
+        start = time.monotonic()
+        node = _node(first, tmp_path, cfg, tmp_path / "w", tmp_path / "run", 0, 29518, CLUSTER_TIMEOUT="10")
+        _, err = node.communicate(timeout=120)
+        seconds = time.monotonic() - start
+    lines = err.strip().splitlines()
+    assert node.returncode == 1, err
+    assert lines[-1] == (f"train_distributed.sh [node 0 of 2]: the cluster did not form within CLUSTER_TIMEOUT=10 s: "
+                         "not every worker joined (a node that never started, or one with another MASTER_ADDR, "
+                         f"MASTER_PORT or NUM_WORKERS); logs in {tmp_path}/run/logs/node-0/attempt-1"), err
+    assert seconds < 10 + 30, seconds
+    print(f"missing node reported in {seconds:.1f} s (CLUSTER_TIMEOUT=10)")
+
+
+@pytest.mark.slow
+def test_two_nodes_on_one_host_with_a_loopback_master_say_why_in_one_line(tmp_path):
+    cfg = tmp_path / "dp.yaml"
+    cfg.write_text(CONFIG)
+    proc = subprocess.run(["bash", str(SCRIPT), "2", str(cfg)], cwd=tmp_path, capture_output=True, text=True,
+                          env=_env(tmp_path, MASTER_ADDR="127.0.0.1", MASTER_PORT="29519", NODE_RANK="1",
+                                   LOCAL_WORKERS="1"), timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == ("train_distributed.sh [node 1 of 2]: MASTER_ADDR 127.0.0.1 is a loopback address: "
+                                   "msrun starts a scheduler on every node that owns MASTER_ADDR, so on several nodes "
+                                   "set it to the first node's network address")
