@@ -489,8 +489,6 @@ class Trainer:
         cfg, state, main = self.cfg, self.state, self.dist.is_main
         deadline = None
         if cfg.train.time_limit_min is not None:
-            if self.dist.distributed:  # ranks could disagree on the last step and hang in the all-reduce
-                raise ConfigError("train.time_limit_min: only for single-process runs; use train.max_steps")
             deadline = time.monotonic() + 60.0 * cfg.train.time_limit_min
         show = self._bar_wanted()
         bar = counter(total_steps, desc=cfg.kind, unit="step", enable=show, initial=state.global_step)
@@ -557,8 +555,12 @@ class Trainer:
                     break
                 if state.global_step >= total_steps:
                     break
-                if deadline is not None and time.monotonic() > deadline:
-                    log.info("time limit of %g min reached at step %d", cfg.train.time_limit_min, state.global_step)
+                # data parallel: the ranks agree on the stop step (any rank past its deadline stops
+                # all), or one would leave while the others wait for it in the next all-reduce
+                if deadline is not None and any_rank(time.monotonic() > deadline, self.dist):
+                    if main:
+                        log.info("time limit of %g min reached at step %d", cfg.train.time_limit_min,
+                                 state.global_step)
                     break
         if show:
             bar.close()

@@ -202,6 +202,51 @@ def test_signal_to_the_launcher_stops_every_rank_at_one_step_and_resume_is_exact
 
 
 @pytest.mark.slow
+def test_accumulation_and_a_time_limit_under_msrun(unbroken):
+    """train.accumulate=2 on each of 2 workers: the step-1 gradient is still the whole batch's;
+    train.time_limit_min: the ranks agree on the stop step (an all-reduce of the decision)."""
+    tmp_path, cfg, out, _ = unbroken
+    run = tmp_path / "limited_run"
+    proc = _launch(tmp_path, cfg, out, run, "_limited", "--set", "train.accumulate=2", "--set",
+                   "train.time_limit_min=0.02", SHOW_WORKER_LOG="1")
+    _, err = proc.communicate(timeout=400)
+    assert proc.returncode == 0, err[-3000:]
+    r0, r1 = (np.load(out / f"rank{r}_of2_limited.npz") for r in (0, 1))
+    stopped = int(r0["steps"][-1])
+    assert int(r1["steps"][-1]) == stopped and stopped < STEPS, (stopped, err)  # 1.2 s: not all 24 steps
+    assert list(r0["digests"]) == list(r1["digests"])
+    assert f"time limit of 0.02 min reached at step {stopped}" in err
+    assert (run / "checkpoints" / f"step_{stopped:09d}.ckpt").exists() and (run / "model.ckpt").exists()
+    reference = np.load(out / "rank0_of2.npz")  # 2 workers, no accumulation (= 1 worker x 4, tested above)
+    np.testing.assert_allclose(r0["losses"][0], reference["losses"][0], rtol=1e-6)
+    np.testing.assert_allclose(r0["grad_norms"][0], reference["grad_norms"][0], rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_second_signal_under_msrun_aborts_at_once(unbroken):
+    tmp_path, cfg, out, _ = unbroken
+    run = tmp_path / "aborted_run"
+    proc = _launch(tmp_path, cfg, out, run, "_aborted")
+    metrics = run / "metrics.jsonl"
+    deadline = time.time() + 300
+    victims = [_worker_pid("_aborted", rank, deadline) for rank in (0, 1)]
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() is not None else ""
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    start = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "train_distributed.sh: aborted by a second SIGINT", err
+    assert time.monotonic() - start < 10
+    time.sleep(0.5)
+    assert not [pid for pid in victims if Path(f"/proc/{pid}").exists()
+                and "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]]
+
+
+@pytest.mark.slow
 def test_taken_master_port_fails_at_once(tmp_path):
     cfg = tmp_path / "dp.yaml"
     cfg.write_text(CONFIG)
