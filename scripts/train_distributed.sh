@@ -110,7 +110,7 @@ if [[ $SINGLE_NODE != 1 ]]; then
     say() { echo "train_distributed.sh [$NODE]: $*" >&2; [[ -z "${LAUNCH_LOG:-}" ]] || echo "$(date '+%F %T') $*" >> "$LAUNCH_LOG"; }
     # msrun starts a scheduler on every node that owns MASTER_ADDR: with a loopback address
     # each node (or each launcher on one host) would start its own and fail to bind
-    if [[ "$MASTER_ADDR" =~ ^127\. || "$MASTER_ADDR" == localhost || "$MASTER_ADDR" == "::1" ]]; then
+    if (( LOCAL_WORKERS < NUM_WORKERS )) && [[ "$MASTER_ADDR" =~ ^127\. || "$MASTER_ADDR" == localhost || "$MASTER_ADDR" == "::1" ]]; then
         say "MASTER_ADDR $MASTER_ADDR is a loopback address: msrun starts a scheduler on every node that owns MASTER_ADDR, so on several nodes set it to the first node's network address"
         exit 2
     fi
@@ -161,7 +161,7 @@ fi
 RUN_DIR=$("$PYTHON" "${PREFLIGHT[@]}" -- --config "$CONFIG" "$@") || exit 2
 
 LOG_BASE=${LOG_DIR:-$RUN_DIR/logs}
-[[ $SINGLE_NODE == 1 ]] || LOG_BASE=$LOG_BASE/node-${NODE_RANK:-auto}
+[[ $SINGLE_NODE == 1 ]] || LOG_BASE=$LOG_BASE/node-${NODE_RANK:-$(hostname)}
 mkdir -p "$LOG_BASE"
 LAUNCH_LOG=$LOG_BASE/launcher.log  # what this script said, attempt after attempt
 
