@@ -94,6 +94,42 @@ def test_console_shows_rank0_steps_and_summary_and_logs_stay_in_the_run(unbroken
     assert (run / "logs" / "launcher.log").read_text().count("logs in") == 1
 
 
+REAL_CONFIG = """
+kind: pretrain
+model: {tasks: [sr_x2], n_feats: 8, patch_size: 24, patch_dim: 3, num_heads: 2, num_layers: 1}
+data: {root: unused, batch_size: 4, samples_per_epoch: 8, num_workers: 0}
+loss: {contrastive: none}
+train: {max_steps: 3}
+output: {log_every: 1, checkpoint_every: 1000, plot: false, tensorboard: false, progress: true}
+"""
+
+
+@pytest.mark.slow
+def test_ipt_ms_train_under_the_launcher_shows_steps_and_summary(tmp_path):
+    """What a user runs: `ipt-ms train` on an image folder with 2 workers ("resumed from" on the
+    console: the restart test below)."""
+    from ipt_ms.eval.photos import write_sample_photos
+
+    photos = tmp_path / "photos"
+    write_sample_photos(photos, ("astronaut", "coffee"), height=64, width=64)
+    cfg = tmp_path / "real.yaml"
+    cfg.write_text(REAL_CONFIG)
+    run = tmp_path / "run"
+    env = _env(tmp_path, SHOW_WORKER_LOG="1")
+    del env["TRAIN_ENTRY"]
+    command = ["bash", str(SCRIPT), "2", str(cfg), "--data", str(photos), "-o", str(run)]
+    first = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert first.returncode == 0, first.stderr[-3000:]
+    lines = first.stderr.splitlines()
+    assert "ipt-ms: training pretrain: CPU tasks sr_x2, 2 step(s) per epoch, global batch 4 on 2 worker(s), graph" \
+        in lines, first.stderr
+    steps = [int(line.split()[1]) for line in lines if line.startswith("step ") and "grad_norm" in line]
+    assert steps == [1, 2, 3], first.stderr
+    assert lines[-1].startswith(f"step 3: weights {run}/model.ckpt, checkpoint {run}/checkpoints/step_000000003.ckpt")
+    assert "\r" not in first.stderr and "%|" not in first.stderr  # progress: true, but a pipe: no bar
+    assert (run / "logs" / "attempt-1" / "worker_0.log").is_file()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("args, expected", [
     (["--set", "optim.lrr=1"], "override 'optim.lrr=1': unknown key 'optim.lrr' (did you mean 'optim.lr'?)"),
