@@ -402,7 +402,7 @@ def test_a_worker_killed_mid_run_is_restarted_from_the_checkpoint_to_the_same_we
         assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() is not None else ""
         time.sleep(0.02)
     os.kill(victim, signal.SIGKILL)
-    killed_at = time.monotonic()
+    killed_at, killed_wall = time.monotonic(), time.time()
     _, err = proc.communicate(timeout=400)
     assert proc.returncode == 0, err[-3000:]
     restart = [line for line in err.splitlines() if "restart 1 of 1" in line]
@@ -410,7 +410,10 @@ def test_a_worker_killed_mid_run_is_restarted_from_the_checkpoint_to_the_same_we
                        f"{run}/checkpoints/step_000000010.ckpt"], err
     assert f"resumed from {run}/checkpoints/step_000000010.ckpt at step 10" in err
     logs = run / "logs"
-    assert "restart 1 of 1" in (logs / "launcher.log").read_text()
+    said = [line for line in (logs / "launcher.log").read_text().splitlines() if "restart 1 of 1" in line]
+    assert len(said) == 1, said
+    noticed = time.mktime(time.strptime(said[0][:19], "%Y-%m-%d %H:%M:%S"))  # whole seconds
+    assert noticed - killed_wall < 5, (said[0], killed_wall)  # the rest stopped and the restart began within seconds
     assert (logs / "attempt-1" / "worker_1.log").is_file() and (logs / "attempt-2" / "worker_1.log").is_file()
     # the final weights of the uninterrupted run, to the bit
     assert (run / "model.ckpt").read_bytes() == (tmp_path / "dp_run" / "model.ckpt").read_bytes()
