@@ -32,12 +32,28 @@ def run_training(args: argparse.Namespace, kind: str | None, init: str | None = 
     from ipt_ms import signals
 
     signals.install()  # before MindSpore starts its threads: SIGINT/SIGTERM stop after the current step
-    from ipt_ms.config import load_yaml
-    from ipt_ms.errors import IPTError
-    from ipt_ms.train.config import load_train_config
     from ipt_ms.train.loop import train
 
     setup_logging(args.quiet)
+    cfg = training_config(args, kind, init)
+    result = train(cfg, resume=args.resume, quiet=args.quiet)
+    if result.interrupted is not None:
+        if result.rank == 0:  # one line, on stderr like every other stop
+            print(f"interrupted at step {result.global_step}: checkpoint {result.checkpoint}; continue with --resume",
+                  file=sys.stderr)
+        return signals.exit_code(result.interrupted)
+    if result.rank == 0:
+        print("\n".join(result.summary_lines()))
+    return 0
+
+
+def training_config(args: argparse.Namespace, kind: str | None, init: str | None = None):
+    """The validated `TrainConfig` of a training command: the YAML, its --set overrides and
+    the options that override keys (also used by the distributed launcher's pre-flight check)."""
+    from ipt_ms.config import load_yaml
+    from ipt_ms.errors import IPTError
+    from ipt_ms.train.config import load_train_config
+
     written = load_yaml(args.config).get("kind")
     if kind and written in ("pretrain", "finetune") and written != kind:
         raise IPTError(f"{args.config} is a {written} config: use `ipt-ms {written}` or `ipt-ms train`")
@@ -55,12 +71,4 @@ def run_training(args: argparse.Namespace, kind: str | None, init: str | None = 
         cfg.train.init = init
     if args.data:
         cfg.data.root = args.data
-    result = train(cfg, resume=args.resume, quiet=args.quiet)
-    if result.interrupted is not None:
-        if result.rank == 0:  # one line, on stderr like every other stop
-            print(f"interrupted at step {result.global_step}: checkpoint {result.checkpoint}; continue with --resume",
-                  file=sys.stderr)
-        return signals.exit_code(result.interrupted)
-    if result.rank == 0:
-        print("\n".join(result.summary_lines()))
-    return 0
+    return cfg

@@ -373,7 +373,7 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def _open_sinks(self, result: TrainResult) -> list[Callback]:
         from ipt_ms.fileio import atomic_output
-        from ipt_ms.train.sinks import JsonlSink, TensorBoardSink, TextLogSink
+        from ipt_ms.train.sinks import ConsoleSink, JsonlSink, TensorBoardSink, TextLogSink
 
         if not self.dist.is_main:
             return []
@@ -390,11 +390,20 @@ class Trainer:
             sinks.append(TextLogSink(self.run_dir, resumed, earlier=getattr(self, "_setup_records", ())))
             if self.cfg.output.tensorboard:
                 sinks.append(TensorBoardSink(self.run_dir, resumed))
+            if not self.quiet and not self._bar_wanted():
+                sinks.append(ConsoleSink())  # plain step lines where no bar is drawn (a pipe, a worker log)
         except BaseException:
             for sink in sinks:
                 sink.close()
             raise
         return sinks
+
+    def _bar_wanted(self) -> bool:
+        """A tqdm step bar: rank 0, output.progress, not quiet, and a terminal (or
+        IPT_MS_PROGRESS=1): in nohup/cluster logs its frames would bury the log lines."""
+        from ipt_ms.progress import progress_wanted
+
+        return self.dist.is_main and self.cfg.output.progress and not self.quiet and progress_wanted()
 
     def run(self) -> TrainResult:
         from ipt_ms import signals
@@ -472,7 +481,7 @@ class Trainer:
     def _loop(self, total_steps: int, stop, result: TrainResult) -> None:
         import contextlib
 
-        from ipt_ms.progress import counter, progress_wanted
+        from ipt_ms.progress import counter
         from ipt_ms.train.data import batches
         from ipt_ms.train.schedules import learning_rate
         from ipt_ms.train.step import set_learning_rate
@@ -480,12 +489,8 @@ class Trainer:
         cfg, state, main = self.cfg, self.state, self.dist.is_main
         deadline = None
         if cfg.train.time_limit_min is not None:
-            if self.dist.distributed:  # ranks could disagree on the last step and hang in the all-reduce
-                raise ConfigError("train.time_limit_min: only for single-process runs; use train.max_steps")
             deadline = time.monotonic() + 60.0 * cfg.train.time_limit_min
-        # progress_wanted: a bar only on a terminal (or IPT_MS_PROGRESS=1): in nohup/cluster logs
-        # its frames would bury the log lines
-        show = main and cfg.output.progress and not self.quiet and progress_wanted()
+        show = self._bar_wanted()
         bar = counter(total_steps, desc=cfg.kind, unit="step", enable=show, initial=state.global_step)
         current_lr = None
         ema_loss, ema_rate = None, None
@@ -550,8 +555,12 @@ class Trainer:
                     break
                 if state.global_step >= total_steps:
                     break
-                if deadline is not None and time.monotonic() > deadline:
-                    log.info("time limit of %g min reached at step %d", cfg.train.time_limit_min, state.global_step)
+                # data parallel: the ranks agree on the stop step (any rank past its deadline stops
+                # all), or one would leave while the others wait for it in the next all-reduce
+                if deadline is not None and any_rank(time.monotonic() > deadline, self.dist):
+                    if main:
+                        log.info("time limit of %g min reached at step %d", cfg.train.time_limit_min,
+                                 state.global_step)
                     break
         if show:
             bar.close()

@@ -9,6 +9,8 @@
   images. A resumed run purges the events after its checkpoint's step.
 * `TextLogSink`: train.log, the plain-text story of the run (start, resume, logged
   steps, validations, checkpoints, warnings of the library, the end).
+* `ConsoleSink`: the same step lines on stderr, for a console without a progress bar (a
+  pipe, nohup, a worker log under msrun that the launcher shows).
 """
 
 from __future__ import annotations
@@ -26,11 +28,20 @@ if TYPE_CHECKING:
     from ipt_ms.train.loop import Trainer, TrainResult
     from ipt_ms.train.validation import ValidationReport
 
-__all__ = ["JsonlSink", "TensorBoardSink", "TextLogSink", "METRICS_FILE", "TEXT_LOG_FILE"]
+__all__ = ["ConsoleSink", "JsonlSink", "TensorBoardSink", "TextLogSink", "METRICS_FILE", "TEXT_LOG_FILE", "step_line"]
 
 METRICS_FILE = "metrics.jsonl"
 TEXT_LOG_FILE = "train.log"
 log = logging.getLogger("ipt_ms.train")
+
+
+def step_line(record: dict[str, Any]) -> str:
+    """One logged step in words (train.log and the console)."""
+    extra = f" scale {record['loss_scale']:g}" if "loss_scale" in record else ""
+    return (f"step {record['step']} epoch {record['epoch']} batch {record['batch']} task {record['task']}: "
+            f"loss {record['loss']:.6g} l1 {record['l1']:.6g} contrastive {record['contrastive']:.6g} "
+            f"lr {record['lr']:.3g} grad_norm {record['grad_norm']:.4g} {record['pairs_per_s']:.1f} pairs/s"
+            + ("" if record["applied"] else " (not applied: non-finite)") + extra)
 
 
 class JsonlSink(Callback):
@@ -107,11 +118,7 @@ class TextLogSink(Callback):
         self.handle.flush()
 
     def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
-        extra = f" scale {record['loss_scale']:g}" if "loss_scale" in record else ""
-        self.line(f"step {record['step']} epoch {record['epoch']} batch {record['batch']} task {record['task']}: "
-                  f"loss {record['loss']:.6g} l1 {record['l1']:.6g} contrastive {record['contrastive']:.6g} "
-                  f"lr {record['lr']:.3g} grad_norm {record['grad_norm']:.4g} {record['pairs_per_s']:.1f} pairs/s"
-                  + ("" if record["applied"] else " (not applied: non-finite)") + extra)
+        self.line(step_line(record))
 
     def on_validation(self, trainer: Trainer, report: ValidationReport) -> None:
         for text in report.lines():
@@ -127,3 +134,18 @@ class TextLogSink(Callback):
     def close(self) -> None:
         self.library.removeHandler(self.handler)
         self.handle.close()
+
+
+class ConsoleSink(Callback):
+    """Step lines on stderr where no progress bar is drawn (stderr not a terminal): under
+    nohup or msrun the console, or the worker log the launcher shows, says how far the run
+    got. Validation lines, "resumed from" and the summary reach the console elsewhere (the
+    library's log, the CLI)."""
+
+    def __init__(self, stream=None):
+        import sys
+
+        self.stream = stream if stream is not None else sys.stderr
+
+    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        print(step_line(record), file=self.stream, flush=True)

@@ -4,8 +4,9 @@ Trains the tiny model on `ArraySource` batches (rank r gets rows r*b..(r+1)*b of
 global batch, so any worker count sees the same images) and saves to
 OUT/rank{r}_of{w}{TAG}.npz: copies of this rank's weights at the start, after step
 --keep-step (4) and at the end, the losses, and a digest of all weights after every
-step. Run without msrun it is the single-worker reference. It stops on SIGINT/SIGTERM
-like `ipt-ms train` (exit 130/143, one line).
+step, and the logged grad_norm of every step. Run without msrun it is the single-worker
+reference. Like `ipt-ms train`, it stops on SIGINT/SIGTERM (exit 130/143, one line) and
+rank 0 prints its step lines and the summary.
 
     dist_worker.py --config CFG --out DIR [--tag NAME] [--resume] [--set key=value ...]
 """
@@ -27,6 +28,7 @@ import hashlib  # noqa: E402
 import numpy as np  # noqa: E402
 
 import ipt_ms  # noqa: E402,F401  (environment defaults before MindSpore loads)
+from ipt_ms.cli._common import setup_logging  # noqa: E402
 from ipt_ms.train.callbacks import Callback  # noqa: E402
 from ipt_ms.train.config import load_train_config  # noqa: E402
 from tests.train.helpers import ArraySource  # noqa: E402
@@ -37,7 +39,7 @@ class StepDigests(Callback):
     weights after step `keep` (`network_arrays` copies)."""
 
     def __init__(self, keep: int):
-        self.steps, self.digests, self.keep, self.kept = [], [], keep, {}
+        self.steps, self.digests, self.grad_norms, self.keep, self.kept = [], [], [], keep, {}
 
     def on_step_end(self, trainer, record) -> None:
         from ipt_ms.train.weights import network_arrays
@@ -47,6 +49,7 @@ class StepDigests(Callback):
             h.update(p.name.encode())
             h.update(p.asnumpy().tobytes())
         self.steps.append(record["step"])
+        self.grad_norms.append(record["grad_norm"])  # of the reduced (mean) gradient, before clipping
         self.digests.append(h.hexdigest())
         if record["step"] == self.keep:
             self.kept = {f"step{self.keep}/{k}": v for k, v in network_arrays(trainer.net).items()}
@@ -62,6 +65,7 @@ def main() -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
     cfg = load_train_config(args.config, args.overrides)
+    setup_logging()  # as `ipt-ms train`: "resumed from ..." on stderr (the worker log the launcher shows)
 
     from ipt_ms.train.loop import Trainer
     from ipt_ms.train.weights import network_arrays
@@ -72,7 +76,7 @@ def main() -> int:
                            shard_id=rank)
 
     digests = StepDigests(args.keep_step)
-    trainer = Trainer(cfg, resume=args.resume or None, source_factory=source, quiet=True, callbacks=[digests])
+    trainer = Trainer(cfg, resume=args.resume or None, source_factory=source, callbacks=[digests])
     trainer.setup()
     initial = {f"initial/{k}": v for k, v in network_arrays(trainer.net).items()}  # copies
     result = trainer.run()
@@ -81,12 +85,15 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / f"rank{result.rank}_of{result.world_size}{args.tag}.npz", losses=losses,
-             steps=np.array(digests.steps), digests=np.array(digests.digests), **initial, **digests.kept, **final)
+             steps=np.array(digests.steps), digests=np.array(digests.digests),
+             grad_norms=np.array(digests.grad_norms, np.float64), **initial, **digests.kept, **final)
     if result.interrupted is not None:
         if result.rank == 0:
             print(f"interrupted at step {result.global_step}: checkpoint {result.checkpoint}; continue with --resume",
                   file=sys.stderr, flush=True)
         return signals.exit_code(result.interrupted)
+    if result.rank == 0:
+        print("\n".join(result.summary_lines()), flush=True)
     return 0
 
 

@@ -3,7 +3,8 @@
 L1 only, K=2 x batch 4 must match batch 8 (the loss is a mean over images); with the
 contrastive term, the step must follow its documented definition: the contrastive loss
 is computed within each micro-batch, and the applied gradient is the mean of the
-micro-batch gradients.
+micro-batch gradients. Both compare the gradient norm the step reports (before clipping
+and Adam, which would hide a constant factor such as a sum instead of a mean).
 """
 
 from __future__ import annotations
@@ -63,6 +64,11 @@ def test_two_micro_batches_of_4_equal_one_batch_of_8_with_l1(tiny_sr, ms_mode):
     whole, out1 = _train(spec, state, "none", 1, batches)
     split, out2 = _train(spec, state, "none", 2, batches)
     np.testing.assert_allclose(out2[:, 0], out1[:, 0], rtol=2e-6)  # mean loss over the 8 images
+    # the applied gradient is the mean over the micro-batches, i.e. the gradient of the batch of 8:
+    # its norm (out[:, 4], before clipping; Adam and the clip would hide a constant factor) at step 1,
+    # from the same weights, equals the whole batch's (summed micro-batch gradients double it)
+    np.testing.assert_allclose(out2[0, 4], out1[0, 4], rtol=1e-5, err_msg="grad_norm of step 1: K=2 x 4 vs 8")
+    np.testing.assert_allclose(out2[:, 4], out1[:, 4], rtol=1e-3)
     worst = max(float(np.abs(split[k] - whole[k]).max()) / (float(np.abs(whole[k]).max()) or 1.0) for k in whole)
     print(f"{ms_mode}: K=2 x 4 vs batch 8 after {STEPS} steps: max rel weight diff {worst:.2e}, "
           f"loss {float(np.max(np.abs(out2[:, 0] - out1[:, 0]) / out1[:, 0])):.2e}")
@@ -111,6 +117,8 @@ def test_contrastive_under_accumulation_is_per_micro_batch(tiny_sr):
     # torch.optim.Adam's first step on the clipped mean gradient g: w -= lr * g / (|g| + eps)
     mean = [(a + b) / 2 for a, b in zip(*grads)]
     norm = float(np.sqrt(sum(float(np.sum(np.square(g.astype(np.float64)))) for g in mean)))
+    # the norm the step reports (before clipping) is that of the mean, not of the sum
+    np.testing.assert_allclose(out[0, 4], norm, rtol=1e-5, err_msg="grad_norm vs the mean micro-batch gradient")
     coef = min(1.0, 1.0 / (norm + 1e-6))
     start = {p.name: p.asnumpy() for p in weights}
     worst = 0.0
