@@ -130,7 +130,8 @@ def run_eval(request: EvalRequest, framework: str = "mindspore") -> EvalOutcome:
 
 
 def run_parity_bench(request: EvalRequest, frameworks: tuple[str, str] = ("mindspore", "torch"),
-                     first_weights: str | None = None, tolerance: float = 0.01) -> ParityBenchResult:
+                     first_weights: str | None = None, tolerance: float = 0.01,
+                     max_rel: float | None = None) -> ParityBenchResult:
     """`ipt-ms parity-bench`: the same evaluation in two frameworks; raises ToleranceExceededError
     (exit code 1) after writing the reports when any |dPSNR| exceeds `tolerance`."""
     from ipt_ms.predictors import normalise_framework
@@ -143,14 +144,13 @@ def run_parity_bench(request: EvalRequest, frameworks: tuple[str, str] = ("minds
     sets, runners = _prepare(request, [(names[0], first_weights), (names[1], None)])
     settings = request.settings(runners[0].task)
     out_dir = ensure_writable_dir(request.out or request.default_out("parity", runners))
+    limit = {} if max_rel is None else {"max_rel": max_rel}
     result = parity_bench(sets, runners, settings, out_dir, tolerance=tolerance, save_images=request.save_images,
-                          progress=request.progress, restart=request.restart)
+                          progress=request.progress, restart=request.restart, **limit)
     return result
 
 
 def raise_on_failure(result: ParityBenchResult) -> None:
     """Exit code 1 (one line) when the parity benchmark exceeded its tolerance."""
     if not result.ok:
-        bad = ", ".join(f"{r['set']}/{r['name']} ({r['compare']['dpsnr']:+.4f} dB)" for r in result.failures[:5])
-        raise ToleranceExceededError(f"|dPSNR| above {result.tolerance:g} dB for {len(result.failures)} image(s): "
-                                     f"{bad}")
+        raise ToleranceExceededError(result.failure_message())
