@@ -21,7 +21,9 @@ def register(subparsers) -> None:
                     "IMAGE.ext becomes OUTPUT/IMAGE_<task>.png (and .npy with --save-raw). Checked before "
                     "anything runs: two different inputs with the same name stem, or an output that would "
                     "replace one of the inputs, are refused; existing outputs are replaced only with "
-                    "--overwrite. Every input is decoded before the model loads.")
+                    "--overwrite. Every input is decoded before the model loads. Grayscale stays grayscale "
+                    "(run as RGB, written back as the BT.601 luma of the result) and alpha passes through "
+                    "(bicubic-resized by the SR factor); 16-bit input becomes 8-bit (round(v/257)).")
     p.add_argument("images", nargs="*", help="image files or folders of images")
     p.add_argument("--weights", required=True, help=".ckpt, .pt/.pth, .safetensors, or .onnx with --framework onnx")
     p.add_argument("--task", default="0", help="task name or index (default 0)")
@@ -124,9 +126,9 @@ def plan_outputs(paths: list, out_dir, task: str, save_raw: bool, overwrite: boo
 def run(args) -> int:
     import numpy as np
 
-    from ipt_ms.data.imageio import read_image, write_image
+    from ipt_ms.data.imageio import read_image_planes, write_image
     from ipt_ms.fileio import atomic_outputs, check_output_dir, output_dir
-    from ipt_ms.inference import restore_array
+    from ipt_ms.inference import restore_array, with_input_planes
     from ipt_ms.predictors import create_predictor
     from ipt_ms.progress import progress_bar
 
@@ -134,7 +136,7 @@ def run(args) -> int:
     paths = collect_inputs(args.images)
     out_dir = check_output_dir(args.output)
     plan_outputs(paths, out_dir, "<task>", args.save_raw, args.overwrite, check_existing=False)  # name clashes
-    images = [read_image(p) for p in paths]  # decode everything first: a bad file stops before any output
+    images = [read_image_planes(p) for p in paths]  # decode everything first: a bad file stops before any output
     predictor, spec = create_predictor(args.framework, args.weights, args.task, batch_size=args.batch_size,
                                        device=args.device, mode=args.mode, progress=not args.quiet,
                                        **architecture_overrides(args))
@@ -144,16 +146,20 @@ def run(args) -> int:
     done = 0
     try:
         with output_dir(out_dir):  # a new folder is removed again if the first write fails
-            for path, image, (png, npy) in progress_bar(list(zip(paths, images, plan)), desc="images",
-                                                        unit="img", enable=show):
+            for path, planes, (png, npy) in progress_bar(list(zip(paths, images, plan)), desc="images",
+                                                         unit="img", enable=show):
+                image = planes.rgb
                 out = restore_array(predictor, image, scale=predictor.scale, patch=spec.patch_size,
                                     protocol=args.protocol)
+                written = with_input_planes(out, planes.gray, planes.alpha, predictor.scale)
                 with atomic_outputs([png] + ([npy] if npy else [])) as tmps:  # both files or neither
-                    write_image(tmps[0], out, atomic=False)
+                    write_image(tmps[0], written, atomic=False)
                     if npy:
                         with open(tmps[1], "wb") as fh:
                             np.save(fh, out.astype(np.float32))
-                print(f"{path} -> {png} ({image.shape[1]}x{image.shape[0]} -> {out.shape[1]}x{out.shape[0]})")
+                kept = ", ".join(k for k, on in (("gray", planes.gray), ("alpha", planes.alpha is not None)) if on)
+                print(f"{path} -> {png} ({image.shape[1]}x{image.shape[0]} -> {out.shape[1]}x{out.shape[0]}"
+                      + (f"; {kept} kept" if kept else "") + ")")
                 done += 1
     except KeyboardInterrupt as err:  # SIGINT/SIGTERM (ipt_ms.signals); atomic writes left no partial file
         from ipt_ms.signals import add_detail
