@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ipt-ms",
         description="Image Processing Transformer (IPT) in MindSpore, with PyTorch parity tools.",
     )
+    from ipt_ms import __version__
+
+    parser.add_argument("--version", action="version", version=f"ipt-ms {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"ipt_ms.cli.{name}").register(subparsers)

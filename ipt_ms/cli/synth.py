@@ -48,6 +48,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ipt_ms.data.synth import synthesize
+    from ipt_ms.progress import progress_wanted
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     report = synthesize(
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         preview=args.preview,
         recursive=args.recursive,
         overwrite=args.overwrite,
-        progress=not args.quiet,
+        progress=progress_wanted(not args.quiet),  # a bar on a terminal only, never into a pipe
     )
     print(f"wrote {report.files_written} files for {len(report.names)} images to {report.out_dir}")
     for task, folder in report.folders.items():

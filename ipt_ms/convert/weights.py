@@ -382,12 +382,16 @@ def load_weights(path: str | Path, weights_variant: str | None = None,
 _VARIANT_LOGGED: set[tuple[str, str]] = set()
 
 
-def log_weights_variant(weights: WeightFile) -> None:
-    """Log once per file and variant which weight set of a training checkpoint is used."""
+def log_weights_variant(weights: WeightFile, hint: str | None = None) -> None:
+    """Log once per file and variant which weight set of a training checkpoint is used
+    (`hint` replaces the --weights-variant advice where that option does not exist)."""
     if not weights.training or (str(weights.path), weights.training.get("variant")) in _VARIANT_LOGGED:
         return
     _VARIANT_LOGGED.add((str(weights.path), weights.training.get("variant")))
-    logging.getLogger("ipt_ms.convert").info("%s: %s", weights.path.name, weights.describe_variant())
+    text = weights.describe_variant()
+    if hint and weights.training.get("averages"):
+        text = text.split(" (--weights-variant")[0] + f" ({hint})"
+    logging.getLogger("ipt_ms.convert").info("%s: %s", weights.path.name, text)
 
 
 def official_state(weights: WeightFile, spec: IPTSpec) -> dict[str, np.ndarray]:

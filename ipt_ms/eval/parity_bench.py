@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ipt_ms.errors import IPTError
-from ipt_ms.eval.engine import EvalSettings, Runner, evaluate, summarize
+from ipt_ms.eval.engine import EvalSettings, Runner, evaluate, summarize, weights_name
 from ipt_ms.eval.report import fmt, markdown_table, strip_image, write_eval_reports
 from ipt_ms.eval.sets import EvalSet
 from ipt_ms.fileio import atomic_output
@@ -213,7 +213,8 @@ def parity_bench(sets: list[EvalSet], runners: list[Runner], settings: EvalSetti
     out_dir = Path(out_dir)
     hook = _Comparer(labels[0], labels[1], out_dir)
     records = evaluate(sets, runners, settings, out_dir, save_images=save_images, progress=progress,
-                       restart=restart, hook=hook)
+                       restart=restart, hook=hook,
+                       reusable=lambda record: "max_rel_diff" in (record.get("compare") or {}))
     set_names = [s.name for s in sets]
     dpsnrs = [abs(r["compare"]["dpsnr"]) for r in records]
     rels = [r["compare"]["max_rel_diff"] for r in records]
@@ -242,7 +243,7 @@ def parity_bench(sets: list[EvalSet], runners: list[Runner], settings: EvalSetti
                   "ground truth; crop around the largest difference.", "", f"![strip]({STRIP_FILE})", ""]
         result.paths.append(out_dir / STRIP_FILE)
     summary = summarize(records, set_names, list(labels))
-    title = (f"Parity benchmark: {labels[0]} vs {labels[1]}, {settings.task}, {Path(runners[1].weights).name} "
+    title = (f"Parity benchmark: {labels[0]} vs {labels[1]}, {settings.task}, {weights_name(runners[1].weights)} "
              f"({runners[1].weights_id[:8]})")
     paths, printed = write_eval_reports(out_dir, title, settings, runners, set_names, records, summary,
                                         extra_markdown="\n".join(extra), stem="parity_bench",
