@@ -253,6 +253,7 @@ def _unique_stems(paths) -> dict[str, Path]:
 def compare_paths(a: os.PathLike | str, b: os.PathLike | str, limits: CompareLimits = CompareLimits(), *,
                   progress: bool = False) -> CompareResult:
     """Compare two files, or every matching pair of two folders (B is the reference)."""
+    from ipt_ms.memory import check_compare
     from ipt_ms.progress import progress_bar
 
     a, b = Path(a), Path(b)
@@ -269,6 +270,7 @@ def compare_paths(a: os.PathLike | str, b: os.PathLike | str, limits: CompareLim
     results = []
     bar = progress_bar(pairs, total=len(pairs), desc="compare", unit="pair", enable=progress and len(pairs) > 1)
     for pa, pb in bar:  # one pair in memory at a time; an unreadable file is a one-line error naming it
+        check_compare(pa, pb)  # refused before loading when the pair cannot fit in memory
         name_a, name_b = (pa.name, pb.name) if a.is_dir() else (str(pa), str(pb))
         results.append(compare_arrays(load_array(pa), load_array(pb), limits, name_a=name_a, name_b=name_b))
     return CompareResult(results, only_a, only_b, limits)
@@ -378,6 +380,7 @@ def compare_to_ground_truth(a: os.PathLike | str, b: os.PathLike | str, *, scale
     `scale` (else from a `_sr_x<s>` name suffix, else 1) sets the border shave (`default_shave`,
     unless `shave` is given) and how much larger a ground truth may be (modcrop remainder).
     """
+    from ipt_ms.memory import check_compare
     from ipt_ms.metrics import default_shave, psnr, ssim
     from ipt_ms.progress import progress_bar
 
@@ -392,6 +395,7 @@ def compare_to_ground_truth(a: os.PathLike | str, b: os.PathLike | str, *, scale
     results = []
     for pa, pb in progress_bar(pairs, total=len(pairs), desc="compare", unit="pair",
                                enable=progress and len(pairs) > 1):
+        check_compare(pa, pb)
         s = _scale_of(pa, scale)
         border = default_shave(s) if shave is None else shave
         out, truth = load_array(pa), load_array(pb)

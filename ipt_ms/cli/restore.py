@@ -131,6 +131,7 @@ def run(args) -> int:
     from ipt_ms.data.imageio import read_image_planes, write_image
     from ipt_ms.fileio import atomic_outputs, check_output_dir, output_dir
     from ipt_ms.inference import restore_array, with_input_planes
+    from ipt_ms.memory import check_restore
     from ipt_ms.predictors import create_predictor
     from ipt_ms.progress import progress_bar
 
@@ -143,6 +144,10 @@ def run(args) -> int:
                                        device=args.device, mode=args.mode, progress=not args.quiet,
                                        **architecture_overrides(args))
     task = spec.task_names[predictor.task_idx]
+    check_restore([(str(p), im.rgb.shape[0], im.rgb.shape[1]) for p, im in zip(paths, images)], spec,
+                  scale=predictor.scale, protocol=args.protocol,
+                  call_tiles=getattr(predictor, "call_tiles", args.batch_size),
+                  held_bytes=sum(im.rgb.nbytes + (im.alpha.nbytes if im.alpha is not None else 0) for im in images))
     plan = plan_outputs(paths, out_dir, task, args.save_raw, args.overwrite)
     show = not args.quiet and len(images) > 1
     done = 0

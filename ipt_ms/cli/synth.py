@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from ipt_ms.progress import progress_wanted
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    _check_memory(args.src, args.recursive)
     report = synthesize(
         args.src,
         args.out,
@@ -72,3 +73,18 @@ def run(args: argparse.Namespace) -> int:
     if report.preview is not None:
         print(f"  preview      {report.preview}")
     return 0
+
+
+def _check_memory(src: str, recursive: bool) -> None:
+    """Refuse before any output when the largest photo cannot be degraded in the available memory."""
+    from pathlib import Path
+
+    from ipt_ms.data.imageio import list_images
+    from ipt_ms.errors import IPTError
+    from ipt_ms.memory import check_synth
+
+    try:
+        paths = list_images(src, recursive=recursive) if Path(src).is_dir() else [src]
+    except IPTError:
+        return  # synthesize names the problem with the folder
+    check_synth(paths)
