@@ -420,7 +420,7 @@ def read_image_planes(path: os.PathLike | str) -> ImagePlanes:
     """Like `read_image`, keeping whether the file is grayscale and its alpha channel (8-bit,
     16-bit alpha converted as the colour is); for `ipt-ms restore`, which writes them back."""
     path = Path(path)
-    arr = _decode(path)
+    arr = _decode(path, gray_as_2d=True)
     channels = 1 if arr.ndim == 2 else arr.shape[2]
     alpha = None
     if channels in (2, 4):
@@ -431,8 +431,10 @@ def read_image_planes(path: os.PathLike | str) -> ImagePlanes:
     return ImagePlanes(_to_rgb8(arr, path, quiet=("grayscale",)), alpha, channels in (1, 2))
 
 
-def _decode(path: Path) -> np.ndarray:
-    """The file's pixels as decoded (uint8/uint16/float, HxW or HxWxC), limits checked."""
+def _decode(path: Path, gray_as_2d: bool = False) -> np.ndarray:
+    """The file's pixels as decoded (uint8/uint16/float, HxW or HxWxC), limits checked.
+
+    OpenCV decodes a grayscale JPEG to 3 equal channels; `gray_as_2d` gives it back as HxW."""
     _check_regular_file(path)
     try:
         raw = path.read_bytes()
@@ -447,7 +449,7 @@ def _decode(path: Path) -> np.ndarray:
     if frame is not None and _plain_jpeg(raw):
         arr = _decode_jpeg_cv2(raw, path)
         if arr is not None:
-            return arr
+            return np.ascontiguousarray(arr[:, :, 0]) if gray_as_2d and frame[3] == 1 else arr
     try:
         if png is not None and png[2] == 16:
             return _read_16bit_cv2(path, raw)

@@ -28,6 +28,7 @@ def work(tmp_path_factory) -> Path:
     gray = np.asarray(Image.fromarray(rgb).convert("L"))
     alpha = np.tile(np.linspace(0, 255, rgb.shape[1]).astype(np.uint8), (rgb.shape[0], 1))
     Image.fromarray(gray).save(root / "gray.png")
+    Image.fromarray(gray).save(root / "grayjpg.jpg", quality=95)  # decoded by OpenCV as 3 equal channels
     Image.fromarray(np.repeat(gray[:, :, None], 3, axis=2)).save(root / "gray_as_rgb.png")
     Image.fromarray(np.dstack([gray, alpha])).save(root / "graya.png")
     Image.fromarray(np.dstack([rgb, alpha])).save(root / "rgba.png")
@@ -45,11 +46,12 @@ def _restore(root: Path, task: str, out: str, *names: str, quiet: bool = True):
 @pytest.mark.parametrize("task, scale", [("sr_x2", 2), ("denoise_30", 1)])
 def test_gray_stays_gray_and_alpha_passes_through(work, task, scale):
     before = Snapshot.take(work / "gray.png", work / "graya.png", work / "rgba.png")
-    proc = _restore(work, task, f"out_{task}", "gray.png", "gray_as_rgb.png", "graya.png", "rgba.png")
+    proc = _restore(work, task, f"out_{task}", "gray.png", "gray_as_rgb.png", "graya.png", "rgba.png", "grayjpg.jpg")
     Snapshot.take(work / "gray.png", work / "graya.png", work / "rgba.png").assert_same(before)
     out = work / f"out_{task}"
-    modes = {name: Image.open(out / f"{name}_{task}.png").mode for name in ("gray", "gray_as_rgb", "graya", "rgba")}
-    assert modes == {"gray": "L", "gray_as_rgb": "RGB", "graya": "LA", "rgba": "RGBA"}, modes
+    names = ("gray", "gray_as_rgb", "graya", "rgba", "grayjpg")
+    modes = {name: Image.open(out / f"{name}_{task}.png").mode for name in names}
+    assert modes == {"gray": "L", "gray_as_rgb": "RGB", "graya": "LA", "rgba": "RGBA", "grayjpg": "L"}, modes
     src = np.asarray(Image.open(work / "rgba.png"))
     h, w = src.shape[:2]
     gray_out = np.asarray(Image.open(out / f"gray_{task}.png"))
