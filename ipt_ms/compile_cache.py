@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import hashlib
 import inspect
 import json
@@ -366,7 +367,15 @@ def _get_session() -> _Session | None:
     dependency_hash = _dependency_hash()
     if dependency_hash is None:
         return None
-    folder = Path(tempfile.mkdtemp(prefix="ipt-ms-compile-"))
+    try:
+        folder = Path(tempfile.mkdtemp(prefix="ipt-ms-compile-"))
+        stats = os.statvfs(folder)
+        if stats.f_bavail * stats.f_frsize < SCRATCH_MIN_FREE:  # MindSpore would write truncated graphs
+            shutil.rmtree(folder, ignore_errors=True)
+            raise OSError(errno.ENOSPC, f"under {SCRATCH_MIN_FREE >> 20} MiB free")
+    except OSError as err:  # TMPDIR full or unwritable: the cache never stops a run
+        _scratch_failed(tempfile.gettempdir(), err)
+        return None
     _session = _Session(folder, dependency_hash)
     atexit.register(_session.cleanup)
     return _session
@@ -409,7 +418,11 @@ def cached_call(cell, call, args: tuple, kwargs: dict):
 
 def _call_with_store(cell, call, args, kwargs, key, store: Store, session: _Session):
     graph_id = graph_key(cell, args, kwargs)
-    folder = session.graph_dir()
+    try:
+        folder = session.graph_dir()
+    except OSError as err:
+        _scratch_failed(session.folder, err)
+        return _call_uncached(cell, call, args, kwargs, key)
     stray = session.files()
     if stray:  # left by a compilation this module did not see: MindSpore's counter is past them
         session.counter = max(session.counter, max(stray) + 1)
@@ -421,7 +434,12 @@ def _call_with_store(cell, call, args, kwargs, key, store: Store, session: _Sess
         # MindSpore stopped loading in this process (see below); the store has this graph already
         return _call_uncached(cell, call, args, kwargs, key)
     if data is not None:
-        _write_private(folder / f"compile_cache_{index}.mindir", data)
+        try:
+            _write_private(folder / f"compile_cache_{index}.mindir", data)
+        except OSError as err:  # a full TMPDIR: compile instead (the cache never stops a run)
+            _unlink(folder / f"compile_cache_{index}.mindir")
+            _scratch_failed(session.folder, err)
+            return _call_uncached(cell, call, args, kwargs, key)
     before = len(cell.compile_cache)
     _set_mindspore_cache(session)
     try:
@@ -449,6 +467,20 @@ def _call_with_store(cell, call, args, kwargs, key, store: Store, session: _Sess
             session.counter = max([index + 1] + [i + 1 for i in written])
         for path in written.values():
             _unlink(path)
+
+
+_SCRATCH_WARNED: list[str] = []
+#: free space the per-process scratch folder needs: MindSpore writes each compiled graph there
+#: first, and on a full disk leaves a truncated file (and two [ERROR] lines) behind
+SCRATCH_MIN_FREE = 64 << 20
+
+
+def _scratch_failed(folder, err: OSError) -> None:
+    """One warning line per process: the scratch folder (under TMPDIR) cannot be written."""
+    if not _SCRATCH_WARNED:
+        _SCRATCH_WARNED.append(str(folder))
+        log.warning("compile cache not used in this run: cannot write its scratch folder in %s (%s); "
+                    "compiling instead (set TMPDIR to a folder with free space)", folder, err.strerror or err)
 
 
 def _call_uncached(cell, call, args, kwargs, key):

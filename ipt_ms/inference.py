@@ -148,6 +148,31 @@ def restore_array(predict, image: np.ndarray, *, scale: int, patch: int, protoco
     return out.transpose(1, 2, 0)
 
 
+#: ITU-R BT.601 luma, full range (Pillow's convert("L")): a grayscale input's output gray level
+GRAY_FROM_RGB = np.array([0.299, 0.587, 0.114])
+
+
+def with_input_planes(out: np.ndarray, gray: bool, alpha: np.ndarray | None, scale: int) -> np.ndarray:
+    """The restored RGB `out` in the input's channel layout, as Real-ESRGAN/BasicSR users expect.
+
+    A grayscale input ran as RGB (the channel repeated); its output is one channel again:
+    0.299 R + 0.587 G + 0.114 B of the float result (GRAY_FROM_RGB; equal to R = G = B
+    when the model keeps them equal). An alpha channel passes through: unchanged for
+    scale-1 tasks, resized by the task's factor with MATLAB bicubic (`imresize`, the
+    resampler of the LR images) for SR. Returns float HxW x (1|2|3|4), unrounded.
+    """
+    image = out
+    if gray:
+        image = (out.astype(np.float64) @ GRAY_FROM_RGB)[:, :, None]
+    if alpha is None:
+        return image
+    if scale != 1:
+        from ipt_ms.data.imresize import imresize
+
+        alpha = imresize(alpha, output_shape=out.shape[:2])
+    return np.concatenate([image.astype(np.float64), alpha[:, :, None].astype(np.float64)], axis=2)
+
+
 def restore_image(net, spec: IPTSpec, image: np.ndarray, task: str | int, *, batch_size: int = 64,
                   protocol: str = "official", progress: bool = False) -> np.ndarray:
     """Restore an HWC RGB image (uint8 or float in [0, 255]) of any size with a MindSpore IPT.

@@ -79,6 +79,10 @@ def add_architecture_overrides(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated task names, one per head, e.g. sr_x2,denoise_30")
     parser.add_argument("--pos-every", action="store_true", default=None,
                         help="the model adds position embeddings in every layer (official --pos_every)")
+    parser.add_argument("--weights-variant", choices=("ema", "raw"), default=None,
+                        help="for an ipt-ms training checkpoint of a run with train.ema_decay: its moving "
+                             "averages (ema, the default when present: what validation and the exported "
+                             "model.ckpt use) or the raw weights the optimizer stepped (raw)")
 
 
 def architecture_overrides(args: argparse.Namespace) -> dict:
@@ -89,6 +93,8 @@ def architecture_overrides(args: argparse.Namespace) -> dict:
         overrides["task_names"] = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if getattr(args, "pos_every", None):
         overrides["pos_every"] = True
+    if getattr(args, "weights_variant", None):
+        overrides["weights_variant"] = args.weights_variant
     return overrides
 
 

@@ -20,8 +20,9 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ipt_ms.convert.weights import describe, official_state, read_weight_file, resolve_spec, spec_json_pretty
 
-    weights = read_weight_file(args.weights)
-    spec = resolve_spec(weights, **architecture_overrides(args))
+    overrides = architecture_overrides(args)
+    weights = read_weight_file(args.weights, overrides.pop("weights_variant", None))
+    spec = resolve_spec(weights, **overrides)
     official_state(weights, spec)  # every key, shape and value checked, as every command does
     if args.json:
         print(spec_json_pretty(spec))

@@ -61,7 +61,10 @@ def run(args) -> int:
     if "task_names" in overrides and "num_queries" not in overrides:
         overrides["num_queries"] = max(spec.num_queries, len(overrides["task_names"]))
     spec = spec.replace(**overrides) if overrides else spec
+    from ipt_ms.memory import check_make_weights
     from ipt_ms.progress import StepProgress
+
+    check_make_weights(spec)
 
     with StepProgress("make-weights", 2, enable=not args.quiet and spec.num_layers >= 6) as steps:
         steps.start(f"initialising {spec.num_parameters():,} parameters (seed {args.seed})")

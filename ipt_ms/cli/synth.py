@@ -48,8 +48,10 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ipt_ms.data.synth import synthesize
+    from ipt_ms.progress import progress_wanted
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    _check_memory(args.src, args.recursive)
     report = synthesize(
         args.src,
         args.out,
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         preview=args.preview,
         recursive=args.recursive,
         overwrite=args.overwrite,
-        progress=not args.quiet,
+        progress=progress_wanted(not args.quiet),  # a bar on a terminal only, never into a pipe
     )
     print(f"wrote {report.files_written} files for {len(report.names)} images to {report.out_dir}")
     for task, folder in report.folders.items():
@@ -71,3 +73,18 @@ def run(args: argparse.Namespace) -> int:
     if report.preview is not None:
         print(f"  preview      {report.preview}")
     return 0
+
+
+def _check_memory(src: str, recursive: bool) -> None:
+    """Refuse before any output when the largest photo cannot be degraded in the available memory."""
+    from pathlib import Path
+
+    from ipt_ms.data.imageio import list_images
+    from ipt_ms.errors import IPTError
+    from ipt_ms.memory import check_synth
+
+    try:
+        paths = list_images(src, recursive=recursive) if Path(src).is_dir() else [src]
+    except IPTError:
+        return  # synthesize names the problem with the folder
+    check_synth(paths)

@@ -12,6 +12,11 @@ The zoo is told apart by keys only it writes (``in_proj_layer``, ``tail.T.0.net.
 ``tail.T.0.K``, ``sub_mean``, ``position_ids``). A file carrying marks of two layouts is
 refused rather than guessed at. Training checkpoints are unwrapped first: the zoo trainer's
 (``model.`` prefix, Adam moments and loss-scale entries) and this package's (``train_state``).
+
+An ipt-ms training checkpoint of a run with ``train.ema_decay`` holds two sets of weights:
+the raw ones the optimizer steps, and their moving averages (``ema.<name>``, trainable
+parameters only; `ipt_ms.train.ema`). Validation and the exported ``model.ckpt`` use the
+averages, so reading takes them by default; ``variant="raw"`` takes the raw ones.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ class TrainingWrapper:
     moment_prefixes: tuple[str, ...]  # before a network key (prefix included): one optimizer moment each
     scalars: tuple[str, ...]  # other optimizer / loss-scale entries
     marker: str | None = None  # a string entry only this kind of file has
+    average_prefix: str | None = None  # before a network key: its moving average (EMA), if the run kept one
 
 
 #: `src/utils.py` of the zoo saves its whole train-one-step cell (Adam, dynamic loss scale).
@@ -68,7 +74,10 @@ MINDSPORE_ADAM = TrainingWrapper(
 #: `ipt_ms.train.checkpoint` (parameter names from `ipt_ms.train.step`).
 IPTMS_TRAINING = TrainingWrapper(
     "ipt-ms training checkpoint", "", ("exp_avg.", "exp_avg_sq."),
-    ("state_step", "loss_scale", "loss_scale_good_steps"), marker="train_state")
+    ("state_step", "loss_scale", "loss_scale_good_steps"), marker="train_state", average_prefix="ema.")
+
+#: which of a training checkpoint's weight sets to read: the moving averages or the raw weights
+WEIGHT_VARIANTS = ("ema", "raw")
 
 
 @dataclass
@@ -83,11 +92,16 @@ class Unpacked:
     unexpected: list[str] = field(default_factory=list)  # file keys no rule accounts for
 
 
-def unpack(entries: dict, source: str) -> Unpacked:
-    """Detect the layout of `entries` (file key -> array or str) and rename to official keys."""
+def unpack(entries: dict, source: str, variant: str | None = None) -> Unpacked:
+    """Detect the layout of `entries` (file key -> array or str) and rename to official keys.
+
+    `variant` ("ema" / "raw", see WEIGHT_VARIANTS) picks a training checkpoint's weight set;
+    None takes the moving averages when the file has them, else the raw weights."""
+    if variant is not None and variant not in WEIGHT_VARIANTS:
+        raise IPTError(f"unknown weights variant {variant!r}; choose one of {', '.join(WEIGHT_VARIANTS)}")
     strings = {k: v for k, v in entries.items() if isinstance(v, str)}
     arrays = {k: v for k, v in entries.items() if not isinstance(v, str)}
-    network, training, unexpected = _unwrap_training(arrays, strings)
+    network, training, unexpected = _unwrap_training(arrays, strings, variant, source)
     layout = detect_layout(network, source)
     rename = {"zoo": official_key_from_zoo, "zoo-hub": lambda k: official_key_from_zoo(k, hub=True),
               "mindspore": torch_key}.get(layout, lambda k: k)
@@ -102,7 +116,8 @@ def unpack(entries: dict, source: str) -> Unpacked:
     return Unpacked(out, layout, file_keys, strings, training, unexpected)
 
 
-def _unwrap_training(arrays: dict, strings: dict) -> tuple[dict, dict | None, list[str]]:
+def _unwrap_training(arrays: dict, strings: dict, variant: str | None = None,
+                     source: str = "weights file") -> tuple[dict, dict | None, list[str]]:
     """(network arrays, training summary or None, unexplained optimizer-like keys)."""
     wrapper = None
     if IPTMS_TRAINING.marker in strings:
@@ -111,17 +126,32 @@ def _unwrap_training(arrays: dict, strings: dict) -> tuple[dict, dict | None, li
         prefixed = any(k.startswith(ZOO_TRAINER.network_prefix) for k in arrays)
         wrapper = ZOO_TRAINER if prefixed else MINDSPORE_ADAM
     if wrapper is None:
+        if variant is not None:
+            raise IPTError(f"{source} is a weights file with one set of weights, not a training checkpoint; "
+                           f"--weights-variant {variant} is only for ipt-ms training checkpoints")
         return _strip_common_prefix(arrays), None, []
     moments = {k: v for k, v in arrays.items() if k.startswith(wrapper.moment_prefixes)}
     scalars = {k: v for k, v in arrays.items() if k in wrapper.scalars}
     rest = {k: v for k, v in arrays.items() if k not in moments and k not in scalars}
+    averages = {}
+    if wrapper.average_prefix:
+        cut = len(wrapper.average_prefix)
+        averages = {k[cut:]: v for k, v in rest.items() if k.startswith(wrapper.average_prefix) and k[cut:] in rest}
+        rest = {k: v for k, v in rest.items() if not (k.startswith(wrapper.average_prefix) and k[cut:] in averages)}
+    if variant == "ema" and not averages:
+        raise IPTError(f"{source} holds no moving averages of its weights (the run had no train.ema_decay); "
+                       "use --weights-variant raw, or leave the option out")
+    chosen = "ema" if averages and variant != "raw" else "raw"
+    if chosen == "ema":  # untrained parameters (the mean shift) have no average: the network's are used
+        rest = {k: averages.get(k, v) for k, v in rest.items()}
     network = {k[len(wrapper.network_prefix):]: v for k, v in rest.items() if k.startswith(wrapper.network_prefix)}
     unexpected = [k for k in rest if not k.startswith(wrapper.network_prefix)]
     for key in moments:
         prefix = next(p for p in wrapper.moment_prefixes if key.startswith(p))
         if key[len(prefix):] not in rest:
             unexpected.append(key)
-    summary = {"kind": wrapper.name, "optimizer_entries": len(moments) + len(scalars)}
+    summary = {"kind": wrapper.name, "optimizer_entries": len(moments) + len(scalars),
+               "averages": len(averages), "variant": chosen}
     if wrapper is IPTMS_TRAINING:
         try:
             state = json.loads(strings[wrapper.marker])

@@ -84,7 +84,22 @@ class WeightFile:
             extra = [f"{k} {self.training[k]}" for k in ("run", "global_step", "epoch") if k in self.training]
             text += (f"\n{self.training['kind']}" + (f": {', '.join(extra)}" if extra else "")
                      + f" ({self.training['optimizer_entries']} optimizer/loss-scale entries not used)")
+            text += "\n" + self.describe_variant()
         return "\n".join([text] + [f"note: {n}" for n in self.notes])
+
+
+    def describe_variant(self) -> str:
+        """One line: which of a training checkpoint's weight sets was read, and what else it holds."""
+        if not self.training:
+            return ""
+        if self.training.get("variant") == "ema":
+            return (f"weights: both the moving averages (EMA, {self.training['averages']} tensors) and the raw "
+                    "weights are present; using the EMA weights, as validation and the exported model.ckpt do "
+                    "(--weights-variant raw for the raw ones)")
+        if self.training.get("averages"):
+            return ("weights: both the moving averages (EMA) and the raw weights are present; using the raw "
+                    "weights (--weights-variant raw)")
+        return "weights: the raw training weights (the run kept no moving averages)"
 
 
 def weights_format(path: str | Path) -> str:
@@ -147,8 +162,11 @@ _WHAT = {"torch": "PyTorch (torch.save)", "safetensors": "safetensors", "mindspo
 _SUFFIX_FOR = {"torch": ".pt", "safetensors": ".safetensors", "mindspore": ".ckpt"}
 
 
-def read_weight_file(path: str | Path) -> WeightFile:
-    """Read any supported weights file into official-keyed arrays (not yet checked against a spec)."""
+def read_weight_file(path: str | Path, variant: str | None = None) -> WeightFile:
+    """Read any supported weights file into official-keyed arrays (not yet checked against a spec).
+
+    `variant` picks an ipt-ms training checkpoint's weight set: "ema" (its moving averages),
+    "raw", or None (the averages when present, as validation and export use them)."""
     path = check_weights_path(path)
     suffix = path.suffix.lower()
     found = sniff_format(path)
@@ -165,7 +183,7 @@ def read_weight_file(path: str | Path) -> WeightFile:
         entries = read_ms_checkpoint(path)
         spec_text = entries.get(SPEC_METADATA_KEY)
     source = repr(str(path))
-    unpacked = unpack(entries, source)
+    unpacked = unpack(entries, source, variant)
     if not unpacked.arrays:
         raise IPTError(f"{source} holds no tensors")
     weights = WeightFile(path, unpacked.arrays, unpacked.layout, None, unpacked.file_keys,
@@ -346,14 +364,34 @@ def resolve_spec(weights: WeightFile, *, num_heads: int | None = None, task_name
                       patch_size=patch_size, source=weights.source)
 
 
-def load_weights(path: str | Path, **overrides) -> tuple[IPTSpec, dict[str, np.ndarray]]:
+def load_weights(path: str | Path, weights_variant: str | None = None,
+                 **overrides) -> tuple[IPTSpec, dict[str, np.ndarray]]:
     """Read any supported weights file; return its spec and official-keyed arrays (checked).
 
-    Overrides: num_heads, task_names, pos_every, patch_size (see `resolve_spec`).
+    `weights_variant`: "ema" or "raw" weights of an ipt-ms training checkpoint (default: the
+    moving averages when it has them; see `read_weight_file`). Overrides: num_heads,
+    task_names, pos_every, patch_size (see `resolve_spec`).
     """
-    weights = read_weight_file(path)
+    weights = read_weight_file(path, weights_variant)
     spec = resolve_spec(weights, **overrides)
-    return spec, official_state(weights, spec)
+    state = official_state(weights, spec)
+    log_weights_variant(weights)
+    return spec, state
+
+
+_VARIANT_LOGGED: set[tuple[str, str]] = set()
+
+
+def log_weights_variant(weights: WeightFile, hint: str | None = None) -> None:
+    """Log once per file and variant which weight set of a training checkpoint is used
+    (`hint` replaces the --weights-variant advice where that option does not exist)."""
+    if not weights.training or (str(weights.path), weights.training.get("variant")) in _VARIANT_LOGGED:
+        return
+    _VARIANT_LOGGED.add((str(weights.path), weights.training.get("variant")))
+    text = weights.describe_variant()
+    if hint and weights.training.get("averages"):
+        text = text.split(" (--weights-variant")[0] + f" ({hint})"
+    logging.getLogger("ipt_ms.convert").info("%s: %s", weights.path.name, text)
 
 
 def official_state(weights: WeightFile, spec: IPTSpec) -> dict[str, np.ndarray]:

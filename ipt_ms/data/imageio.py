@@ -5,7 +5,8 @@ place:
 
 * grayscale (L, 1-bit) is replicated to 3 channels; palette images are expanded;
 * an alpha channel (RGBA, LA, PA, palette transparency) is **dropped**, not composited on
-  a background, so the colour values stay exactly as stored;
+  a background, so the colour values stay exactly as stored (:func:`read_image_planes`
+  keeps it, and whether the file is grayscale, for ``ipt-ms restore``);
 * CMYK / YCbCr / LAB / HSV are converted to RGB by Pillow;
 * 16-bit images (PNG/TIFF, gray or RGB) become 8-bit with ``round(v / 257)`` (MATLAB's
   ``im2uint8``), with one warning line naming the file. Pillow would silently truncate
@@ -261,12 +262,13 @@ def _read_16bit_cv2(path: Path, raw: bytes) -> np.ndarray:
     if printed[0]:
         log.debug("%s: the PNG decoder said: %s", path, printed[0])
     if arr.ndim == 3 and arr.shape[2] >= 3:
-        arr = arr[:, :, 2::-1]  # BGR(A) -> RGB, alpha dropped
+        arr = arr[:, :, [2, 1, 0, 3][:arr.shape[2]]]  # BGR(A) -> RGB(A)
     return arr
 
 
-def _to_rgb8(arr: np.ndarray, path: Path) -> np.ndarray:
-    """Any HxW / HxWxC numeric array -> HxWx3 uint8 (warning on lossy conversions)."""
+def _to_rgb8(arr: np.ndarray, path: Path, quiet: tuple[str, ...] = ()) -> np.ndarray:
+    """Any HxW / HxWxC numeric array -> HxWx3 uint8 (warning on lossy conversions, except
+    the kinds in `quiet`, which the caller handles)."""
     if arr.dtype == np.uint16 or (arr.dtype.kind in "iu" and arr.dtype.itemsize > 1):
         _note_once(path, "16-bit", logging.WARNING, "16-bit image converted to 8-bit (round(v/257))")
         arr = _sixteen_to_eight(np.clip(arr, 0, 65535))
@@ -285,7 +287,8 @@ def _to_rgb8(arr: np.ndarray, path: Path) -> np.ndarray:
     if arr.shape[2] == 2:  # gray + alpha
         arr = arr[:, :, :1]
     if arr.shape[2] == 1:
-        _note_once(path, "grayscale", logging.INFO, "grayscale image, processed as RGB (channel replicated)")
+        if "grayscale" not in quiet:
+            _note_once(path, "grayscale", logging.INFO, "grayscale image, processed as RGB (channel replicated)")
         arr = np.repeat(arr, 3, axis=2)
     elif arr.shape[2] > 3:
         arr = arr[:, :, :3]
@@ -398,6 +401,40 @@ def read_image(path: os.PathLike | str, writable: bool = True) -> np.ndarray:
     a copy of the whole image; the training sources use it because they only crop.
     """
     path = Path(path)
+    arr = _decode(path)
+    if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3:
+        return arr if arr.flags.writeable or not writable else arr.copy()
+    return _to_rgb8(arr, path)
+
+
+@dataclass(frozen=True)
+class ImagePlanes:
+    """An image as `restore` keeps it: the RGB the model sees, plus what RGB cannot hold."""
+
+    rgb: np.ndarray  # H x W x 3 uint8 (gray replicated to 3 channels)
+    alpha: np.ndarray | None  # H x W uint8, or None
+    gray: bool  # the file is grayscale (L, 1-bit, LA, 16-bit gray)
+
+
+def read_image_planes(path: os.PathLike | str) -> ImagePlanes:
+    """Like `read_image`, keeping whether the file is grayscale and its alpha channel (8-bit,
+    16-bit alpha converted as the colour is); for `ipt-ms restore`, which writes them back."""
+    path = Path(path)
+    arr = _decode(path, gray_as_2d=True)
+    channels = 1 if arr.ndim == 2 else arr.shape[2]
+    alpha = None
+    if channels in (2, 4):
+        alpha = arr[:, :, -1]
+        alpha = _sixteen_to_eight(np.clip(alpha, 0, 65535)) if alpha.dtype.itemsize > 1 else alpha
+        alpha = np.ascontiguousarray(alpha, dtype=np.uint8)
+        arr = arr[:, :, :-1]
+    return ImagePlanes(_to_rgb8(arr, path, quiet=("grayscale",)), alpha, channels in (1, 2))
+
+
+def _decode(path: Path, gray_as_2d: bool = False) -> np.ndarray:
+    """The file's pixels as decoded (uint8/uint16/float, HxW or HxWxC), limits checked.
+
+    OpenCV decodes a grayscale JPEG to 3 equal channels; `gray_as_2d` gives it back as HxW."""
     _check_regular_file(path)
     try:
         raw = path.read_bytes()
@@ -412,10 +449,10 @@ def read_image(path: os.PathLike | str, writable: bool = True) -> np.ndarray:
     if frame is not None and _plain_jpeg(raw):
         arr = _decode_jpeg_cv2(raw, path)
         if arr is not None:
-            return arr
+            return np.ascontiguousarray(arr[:, :, 0]) if gray_as_2d and frame[3] == 1 else arr
     try:
         if png is not None and png[2] == 16:
-            return _to_rgb8(_read_16bit_cv2(path, raw), path)
+            return _read_16bit_cv2(path, raw)
         with _pillow_limits(path), Image.open(io.BytesIO(raw)) as im:
             _check_pixels(path, im.size[1], im.size[0])
             im.load()
@@ -428,9 +465,7 @@ def read_image(path: os.PathLike | str, writable: bool = True) -> np.ndarray:
         raise ImageReadError(path, str(err) or type(err).__name__) from None
     if arr.ndim < 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageReadError(path, f"empty image of shape {arr.shape}")
-    if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3:
-        return arr if arr.flags.writeable or not writable else arr.copy()
-    return _to_rgb8(arr, path)
+    return arr
 
 
 def image_size(path: os.PathLike | str, note_conversions: bool = False) -> tuple[int, int]:
@@ -476,7 +511,8 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
 
 
 def write_image(path: os.PathLike | str, img: np.ndarray, quality: int = 95, atomic: bool = True) -> Path:
-    """Write an HxW or HxWx3 image (uint8, or float in [0, 255], rounded); creates parents.
+    """Write an HxW, HxWx3 (or with alpha HxWx2 / HxWx4) image (uint8, or float in [0, 255],
+    rounded); creates parents.
 
     The format comes from the extension. ``atomic`` (default) writes a temporary file and
     renames it (`ipt_ms.fileio.atomic_output`): the file is complete or absent, and a full
@@ -489,8 +525,9 @@ def write_image(path: os.PathLike | str, img: np.ndarray, quality: int = 95, ato
     arr = to_uint8(img)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
-    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
-        raise IPTError(f"cannot write {path}: expected HxW or HxWx3 image, got shape {arr.shape}")
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (2, 3, 4)):
+        raise IPTError(f"cannot write {path}: expected HxW, HxWx2 (gray+alpha), HxWx3 or HxWx4 (RGBA) image, "
+                       f"got shape {arr.shape}")
     ext = path.suffix.lower()
     if Image.registered_extensions().get(ext) is None:
         raise IPTError(f"cannot write image {path}: unknown image extension {path.suffix!r}")

@@ -15,8 +15,10 @@ leaves the log (resumable) and no half-written report.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -139,8 +141,27 @@ def is_task_name(task: str) -> bool:
     return True
 
 
+_GENERIC_STEM = re.compile(r"^(model|weights|checkpoint|step_\d+|best_.+)$")
+
+
+def weights_name(path: os.PathLike | str) -> str:
+    """How reports name weights: the file name, with its run folder when the name alone says
+    nothing (`model.ckpt`, `step_000000300.ckpt`, `best_sr_x2.ckpt` -> `tiny_finetune/model.ckpt`)."""
+    path = Path(path)
+    if not _GENERIC_STEM.match(path.stem):
+        return path.name
+    folder = path.resolve().parent
+    if folder.name == "checkpoints":
+        folder = folder.parent
+    return f"{folder.name}/{path.name}" if folder.name else path.name
+
+
 class ResultsLog:
-    """Append-only JSON-lines log of per-image results, headed by the run's settings."""
+    """Append-only JSON-lines log of per-image results, headed by the run's settings.
+
+    A record that does not parse, or parses without what every record holds (set, name,
+    sizes, a score per runner), is left out with one warning and computed again; the log
+    is rewritten without it, so the warning is not repeated."""
 
     def __init__(self, path: os.PathLike | str, settings: dict, restart: bool = False):
         self.path = Path(path)
@@ -170,15 +191,27 @@ class ResultsLog:
             changed = sorted(k for k in set(old) | set(self.settings) if old.get(k) != self.settings.get(k))
             raise IPTError(f"{self.path} holds results made with different settings ({', '.join(changed)}); "
                            "use another --out, or --restart to discard them")
+        labels = [r.get("label") for r in self.settings.get("runners", []) if isinstance(r, dict)]
+        kept, dropped = [lines[0]], []
         for number, line in enumerate(lines[1:], start=2):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
-                self.records[(record["set"], record["name"])] = record
-            except (ValueError, KeyError, TypeError):
-                raise IPTError(f"{self.path}: line {number} is damaged; use --restart to start over") from None
-        if tail:  # a record cut off by an interruption: drop it, it will be recomputed
+            except ValueError:
+                record = None
+            if not _complete_record(record, labels):
+                dropped.append(number)
+                continue
+            self.records[(record["set"], record["name"])] = record
+            kept.append(line)
+        if dropped:
+            logging.getLogger("ipt_ms.eval").warning(
+                "%s: %d damaged or incomplete line(s) ignored (line %s); those images are computed again",
+                self.path, len(dropped), ", ".join(map(str, dropped[:5])) + (", ..." if len(dropped) > 5 else ""))
+            with atomic_output(self.path) as tmp:
+                tmp.write_bytes(b"\n".join(kept) + b"\n")
+        elif tail:  # a record cut off by an interruption: drop it, it will be recomputed
             with open(self.path, "r+b") as fh:
                 fh.truncate(len(raw) - len(tail))
 
@@ -189,6 +222,19 @@ class ResultsLog:
             fh.flush()
             os.fsync(fh.fileno())
         self.records[(record["set"], record["name"])] = record
+
+
+def _complete_record(record, labels: list) -> bool:
+    """Whether a logged record holds what the reports read: set, name, sizes, a PSNR per runner."""
+    if not isinstance(record, dict) or not isinstance(record.get("runs"), dict):
+        return False
+    if not all(isinstance(record.get(k), str) for k in ("set", "name")):
+        return False
+    if not all(isinstance(record.get(k), list) and len(record[k]) == 2 for k in ("input_size", "output_size")):
+        return False
+    runs = record["runs"]
+    return all(isinstance(runs.get(label), dict) and isinstance(runs[label].get("psnr"), (int, float))
+               for label in labels)
 
 
 def score(output: np.ndarray, target: np.ndarray, scale: int, settings: EvalSettings) -> dict:
@@ -240,13 +286,14 @@ def score_baseline(pair, scale: int, settings: EvalSettings) -> dict:
 
 def evaluate(sets: list[EvalSet], runners: list[Runner], settings: EvalSettings, out_dir: os.PathLike | str, *,
              save_images: bool = False, progress: bool = True, restart: bool = False,
-             hook: ImageHook | None = None, baseline: bool = True) -> list[dict]:
+             hook: ImageHook | None = None, baseline: bool = True, reusable=None) -> list[dict]:
     """Evaluate every image of `sets` with every runner; returns the records in set order.
 
     With `baseline`, each record's "runs" also holds the no-model baseline (bicubic for SR,
     the degraded input otherwise) under `baseline_label(settings)`, scored the same way.
     Images already in ``out_dir/results.jsonl`` (same settings) are not recomputed, unless
-    --save-images asks for an output file that is missing.
+    --save-images asks for an output file that is missing or `reusable(record)` is false
+    (a hook's fields missing); one line says how many were reused.
     """
 
     if not runners:
@@ -256,19 +303,24 @@ def evaluate(sets: list[EvalSet], runners: list[Runner], settings: EvalSettings,
     labels = [r.label for r in runners] if len(runners) > 1 else [None]
     base_label = baseline_label(settings)
     records = []
+    reused: list[dict] = []
     try:
         _evaluate_sets(sets, runners, settings, out_dir, log, labels, records, save_images, progress, hook,
-                       base_label if baseline else None)
+                       base_label if baseline else None, reusable or (lambda record: True), reused)
     except KeyboardInterrupt as err:  # SIGINT/SIGTERM (ipt_ms.signals): the log stays resumable
         from ipt_ms.signals import add_detail
 
         add_detail(err, f"{len(log.records)} image(s) kept in {log.path}; run the same command again to resume")
         raise
+    if reused:
+        logging.getLogger("ipt_ms.eval").info(
+            "reused %d of %d image result(s) from %s (same weights digest and settings); --restart recomputes them",
+            len(reused), len(records), log.path)
     return records
 
 
 def _evaluate_sets(sets, runners, settings, out_dir, log, labels, records, save_images, progress, hook,
-                   base_label) -> None:
+                   base_label, reusable, reused) -> None:
     from ipt_ms.progress import progress_bar
 
     for eval_set in sets:
@@ -278,7 +330,8 @@ def _evaluate_sets(sets, runners, settings, out_dir, log, labels, records, save_
             name = names[index]
             done = log.records.get((eval_set.name, name))
             wanted = [image_path(out_dir, lb, eval_set.name, name) for lb in labels] if save_images else []
-            if done is not None and all(p.is_file() for p in wanted):
+            if done is not None and all(p.is_file() for p in wanted) and reusable(done):
+                reused.append(done)
                 if base_label is not None and base_label not in done["runs"]:  # a log written before baselines existed
                     done["runs"][base_label] = score_baseline(eval_set.dataset[index], runners[0].scale, settings)
                 records.append(done)

@@ -75,10 +75,14 @@ def task_label(task: Task) -> str:
 
 
 def method_name(runner: Runner, settings: EvalSettings) -> str:
-    """Row label: weights file and the first 8 hex digits of its content digest (two runs that
-    both export `model.ckpt` stay apart), framework, protocol (+x8)."""
+    """Row label: weights file (with its run folder when named model.ckpt, step_*, best_*) and the
+    first 8 hex digits of its content digest (two runs that both export `model.ckpt` stay
+    apart), framework, protocol (+x8)."""
     ensemble = " +x8" if settings.self_ensemble else ""
-    return f"IPT {Path(runner.weights).name} ({runner.weights_id[:8]}) [{runner.label}, {settings.protocol}{ensemble}]"
+    from ipt_ms.eval.engine import weights_name
+
+    return (f"IPT {weights_name(runner.weights)} ({runner.weights_id[:8]}) "
+            f"[{runner.label}, {settings.protocol}{ensemble}]")
 
 
 def baseline_short_name(task: Task) -> str:

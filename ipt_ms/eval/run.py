@@ -12,7 +12,15 @@ from pathlib import Path
 
 from ipt_ms.convert.weights import check_regular_file
 from ipt_ms.errors import IPTError, ToleranceExceededError
-from ipt_ms.eval.engine import EvalSettings, Runner, create_runner, evaluate, is_task_name, summarize
+from ipt_ms.eval.engine import (
+    EvalSettings,
+    Runner,
+    create_runner,
+    evaluate,
+    is_task_name,
+    summarize,
+    weights_name,
+)
 from ipt_ms.eval.parity_bench import ParityBenchResult, parity_bench
 from ipt_ms.eval.report import write_eval_reports
 from ipt_ms.eval.sets import EvalSet, default_sets, load_sets
@@ -81,13 +89,14 @@ class EvalRequest:
                              device=self.device, mode=self.mode, progress=self.progress, **self.overrides)
 
     def default_out(self, what: str, runners: list[Runner]) -> Path:
-        """eval-results/<weights stem>-<digest>-<task>-<what>-<protocol>[-x8]: the weights' content
+        """eval-results/<weights name>-<digest>-<task>-<what>-<protocol>[-x8] (`weights_name`: the run
+        folder joins a generic stem, run-model-...): the weights' content
         digest (8 hex digits; two if the runners' weights differ) keeps two runs that both export
         `model.ckpt` apart."""
         ensemble = "-x8" if self.self_ensemble else ""
         digest = "+".join(dict.fromkeys(r.weights_id[:8] for r in runners))
-        return (Path("eval-results")
-                / f"{Path(self.weights).stem}-{digest}-{runners[0].task}-{what}-{self.protocol}{ensemble}")
+        name = Path(weights_name(self.weights)).with_suffix("").as_posix().replace("/", "-")
+        return Path("eval-results") / f"{name}-{digest}-{runners[0].task}-{what}-{self.protocol}{ensemble}"
 
 
 @dataclass
@@ -123,14 +132,15 @@ def run_eval(request: EvalRequest, framework: str = "mindspore") -> EvalOutcome:
                        progress=request.progress, restart=request.restart)
     set_names = [s.name for s in sets]
     summary = summarize(records, set_names, [runners[0].label])
-    title = (f"IPT evaluation: {settings.task}, {Path(runners[0].weights).name} ({runners[0].weights_id[:8]}) "
+    title = (f"IPT evaluation: {settings.task}, {weights_name(runners[0].weights)} ({runners[0].weights_id[:8]}) "
              f"in {runners[0].label}")
     paths, printed = write_eval_reports(out_dir, title, settings, runners, set_names, records, summary)
     return EvalOutcome(out_dir, records, paths, printed)
 
 
 def run_parity_bench(request: EvalRequest, frameworks: tuple[str, str] = ("mindspore", "torch"),
-                     first_weights: str | None = None, tolerance: float = 0.01) -> ParityBenchResult:
+                     first_weights: str | None = None, tolerance: float = 0.01,
+                     max_rel: float | None = None) -> ParityBenchResult:
     """`ipt-ms parity-bench`: the same evaluation in two frameworks; raises ToleranceExceededError
     (exit code 1) after writing the reports when any |dPSNR| exceeds `tolerance`."""
     from ipt_ms.predictors import normalise_framework
@@ -143,14 +153,13 @@ def run_parity_bench(request: EvalRequest, frameworks: tuple[str, str] = ("minds
     sets, runners = _prepare(request, [(names[0], first_weights), (names[1], None)])
     settings = request.settings(runners[0].task)
     out_dir = ensure_writable_dir(request.out or request.default_out("parity", runners))
+    limit = {} if max_rel is None else {"max_rel": max_rel}
     result = parity_bench(sets, runners, settings, out_dir, tolerance=tolerance, save_images=request.save_images,
-                          progress=request.progress, restart=request.restart)
+                          progress=request.progress, restart=request.restart, **limit)
     return result
 
 
 def raise_on_failure(result: ParityBenchResult) -> None:
     """Exit code 1 (one line) when the parity benchmark exceeded its tolerance."""
     if not result.ok:
-        bad = ", ".join(f"{r['set']}/{r['name']} ({r['compare']['dpsnr']:+.4f} dB)" for r in result.failures[:5])
-        raise ToleranceExceededError(f"|dPSNR| above {result.tolerance:g} dB for {len(result.failures)} image(s): "
-                                     f"{bad}")
+        raise ToleranceExceededError(result.failure_message())

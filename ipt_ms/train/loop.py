@@ -304,6 +304,7 @@ class Trainer:
             items = training_items(cfg, self.spec)
             if cfg.val.enabled and cfg.val.holdout:
                 items, held = split_holdout(items, cfg.val.holdout, cfg.train.seed)
+                self.held_out = list(held.names) if hasattr(held, "names") else [Path(p).name for p in held]
             self.source = build_source(cfg, self.spec, self.dist.world_size, self.dist.rank, items=items)
         if cfg.val.enabled and self.dist.is_main:
             self.validator = Validator.build(cfg, self.spec, held, self.run_dir)
@@ -405,6 +406,17 @@ class Trainer:
 
         return self.dist.is_main and self.cfg.output.progress and not self.quiet and progress_wanted()
 
+    def _start_details(self) -> str:
+        """Second start line: where the run writes, what it starts from, what validates it, TensorBoard."""
+        cfg = self.cfg
+        held = getattr(self, "held_out", None)
+        validation = ("off" if not cfg.val.enabled else f"held-out {', '.join(held)}" if held
+                      else f"{cfg.val.data}" if cfg.val.data else "on")
+        text = (f"run folder {self.run_dir}; init {cfg.train.init or 'fresh weights'}; validation {validation}")
+        if cfg.output.tensorboard:
+            text += f"; TensorBoard: tensorboard --logdir {self.run_dir}"
+        return text
+
     def run(self) -> TrainResult:
         from ipt_ms import signals
         from ipt_ms.data.imageio import conversion_notes
@@ -425,6 +437,7 @@ class Trainer:
                          self.dist.world_size, f" in {cfg.train.accumulate} micro-batches"
                          if cfg.train.accumulate > 1 else "", cfg.train.mode,
                          f", AMP {self.amp}" if self.amp != "O0" else "")
+                log.info("%s", self._start_details())
                 if self.last_checkpoint is not None:
                     log.info("resumed from %s at step %d (epoch %d, batch %d)", self.last_checkpoint,
                              state.global_step, state.epoch, state.step_in_epoch)

@@ -56,7 +56,7 @@ def initial_weights(cfg: TrainConfig) -> tuple[IPTSpec, dict[str, np.ndarray] | 
     must match the config's tasks. Any other architecture difference is an error that
     lists the differing options.
     """
-    from ipt_ms.convert.weights import official_state, read_weight_file, resolve_spec
+    from ipt_ms.convert.weights import log_weights_variant, official_state, read_weight_file, resolve_spec
 
     spec = cfg.model.spec()
     path = cfg.train.init
@@ -68,6 +68,8 @@ def initial_weights(cfg: TrainConfig) -> tuple[IPTSpec, dict[str, np.ndarray] | 
     overrides = {} if weights.spec is not None else {"num_heads": spec.num_heads, "patch_size": spec.patch_size}
     init_spec = resolve_spec(weights, **overrides)
     state = official_state(weights, init_spec)
+    log_weights_variant(weights, hint=f"to start from the raw ones: ipt-ms convert {path} raw.ckpt "
+                                      "--weights-variant raw, then --init raw.ckpt")
     if cfg.kind == "finetune":
         task = spec.task_names[0]
         if task not in init_spec.task_names:

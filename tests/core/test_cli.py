@@ -111,8 +111,9 @@ def test_gray_rgba_16bit_are_converted_with_a_note(tmp_path, capsys, caplog, tin
     assert len(list((tmp_path / "o").glob("*.png"))) == 3
     notes = " ".join(r.getMessage() for r in caplog.records)
     assert "deep.png: 16-bit image converted" in notes
-    assert "gray.png: grayscale image, processed as RGB" in notes
-    assert "rgba.png: alpha channel dropped" in notes
+    assert "(30x30 -> 60x60; gray kept)" in out and "(30x30 -> 60x60; alpha kept)" in out
+    assert Image.open(tmp_path / "o" / "gray_sr_x2.png").mode == "L"  # grayscale stays grayscale (issue 18)
+    assert Image.open(tmp_path / "o" / "rgba_sr_x2.png").mode == "RGBA"  # alpha passes through
 
 
 def test_bad_weights(tmp_path, capsys, tiny_spec, tiny_state, photo_png):

@@ -48,11 +48,15 @@ def test_two_runs_of_model_ckpt_get_their_own_folders_and_rows(bench_root, eval_
         assert main(["eval", "--weights", f"{run}/model.pt", "--task", "sr_x2", "--data", str(bench_root),
                      "--sets", "Mini", "--framework", "torch", "--limit", "1", "-q"]) == 0
         printed = capsys.readouterr().out
-        names.append(next(line.split("|")[1].strip() for line in printed.splitlines() if "IPT model.pt (" in line))
+        # the run folder names a generic model.pt (issue 18: rows and folders all read "model")
+        names.append(next(line.split("|")[1].strip() for line in printed.splitlines()
+                          if f"IPT {run}/model.pt (" in line))
     folders = sorted(p.name for p in (tmp_path / "eval-results").iterdir())
-    assert len(folders) == 2 and all(f.startswith("model-") and f.endswith("-sr_x2-torch-official") for f in folders)
+    assert [f.split("-")[0] for f in folders] == ["run_a", "run_b"]
+    assert all(f.split("-")[1] == "model" and f.endswith("-sr_x2-torch-official") for f in folders)
     assert names[0] != names[1]
-    for folder, name in zip(folders, sorted(names, key=lambda n: n.split("(")[1])):
-        assert folder.split("-")[1] in name  # the folder's digest is the one the table shows
+    for folder, name in zip(folders, names):
+        assert folder.split("-")[2] in name  # the folder's digest is the one the table shows
         title = (tmp_path / "eval-results" / folder / "report.md").read_text().splitlines()[0]
-        assert title.startswith("# IPT evaluation: sr_x2, model.pt (") and folder.split("-")[1] in title
+        run = folder.split("-")[0]
+        assert title.startswith(f"# IPT evaluation: sr_x2, {run}/model.pt (") and folder.split("-")[2] in title

@@ -144,7 +144,7 @@ def test_grayscale_files_warn_once_and_are_counted(tmp_path, caplog):
                       loss={"contrastive": "none"}, schedule={"epochs": 10, "milestones": []}, train={"max_steps": 20})
     with caplog.at_level(logging.INFO, logger="ipt_ms"):
         result = train(cfg, quiet=True)
-    notes = [r.getMessage() for r in caplog.records if "grayscale" in r.getMessage()]
+    notes = [r.getMessage() for r in caplog.records if "grayscale image" in r.getMessage()]  # not the run folder
     assert len(notes) == 2 and {n.split(":")[0].rsplit("/", 1)[-1] for n in notes} == {"gray_a.png", "gray_b.png"}
     assert result.image_notes == {"grayscale": 2}
     assert "grayscale" in "\n".join(result.summary_lines())
