@@ -1,4 +1,5 @@
-# Two commands: `make demo` (creates .venv, installs pinned requirements, runs the demo)
+# Two commands: `make demo` (creates .venv, installs the package with the versions in
+# constraints.txt, runs the demo)
 # and `make test` (runs the test suite). See README.
 PY ?= python3
 VENV := .venv
@@ -7,10 +8,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup demo demo-parity test lint fast-test
 
-$(STAMP): requirements.txt pyproject.toml
+# One install path: the package's own metadata (pyproject.toml) with its extras, at the exact
+# versions of constraints.txt (torch 2.13.0 is a CPU wheel on the project's machines).
+$(STAMP): constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -r requirements.txt
-	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[torch,onnx,dev]"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ipt_ms.errors import IPTError
 from ipt_ms.spec import IPTSpec

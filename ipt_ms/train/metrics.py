@@ -79,7 +79,7 @@ def plot_loss_curves(metrics_path: str | os.PathLike, out_path: str | os.PathLik
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover - matplotlib is in requirements.txt
+    except ImportError:  # pragma: no cover - matplotlib is a runtime dependency (pyproject.toml)
         return None
     everything = read_metrics(metrics_path)
     records = [r for r in everything if "loss" in r and math.isfinite(r["loss"])]
