@@ -1,6 +1,7 @@
 """How a parity result reads: the verdict, each number beside the rule that judged it.
 
-`ipt-ms parity` prints a table and one summary line, and `--report` writes report.md,
+`ParityReport` (one task's stages, its verdict) and how it reads. `ipt-ms parity` prints a table
+and one summary line, and `--report` writes report.md,
 report.json and error_vs_depth.png. Everything here states which runs a number compares
 and which limit applies to it. The rules (`parity.compare` explains them):
 
@@ -14,12 +15,14 @@ and which limit applies to it. The rules (`parity.compare` explains them):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-if TYPE_CHECKING:  # pragma: no cover
-    from parity.compare import ParityReport, StageDiff
+from parity.diff import DEFAULT_FLOOR_FACTOR, StageDiff
 
 #: display names of the frameworks a report may hold
 FRAMEWORK_NAMES = {"mindspore": "MindSpore", "onnx": "ONNX Runtime"}
@@ -27,6 +30,90 @@ FRAMEWORK_NAMES = {"mindspore": "MindSpore", "onnx": "ONNX Runtime"}
 
 def framework_name(key: str) -> str:
     return FRAMEWORK_NAMES.get(key, key)
+
+
+@dataclass
+class ParityReport:
+    task: str
+    input: str
+    mode: str
+    device: str
+    stage_tol: float
+    output_tol: float
+    stages: list[StageDiff]
+    spec: dict
+    floor_factor: float = DEFAULT_FLOOR_FACTOR
+    draws: int = 0
+    timings: dict = field(default_factory=dict)
+    environment: dict = field(default_factory=dict)
+    others: dict[str, list[StageDiff]] = field(default_factory=dict)  # e.g. {"onnx": ...} vs PyTorch
+    sources: dict[str, str] = field(default_factory=dict)  # what each other framework ran
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.stages) and all(s.ok for diffs in self.others.values() for s in diffs)
+
+    @property
+    def failures(self) -> list[StageDiff]:
+        """MindSpore stages above tolerance, then the other frameworks' (named `framework:stage`)."""
+        extra = [dataclasses.replace(s, name=f"{fw}:{s.name}") for fw, diffs in self.others.items()
+                 for s in diffs if not s.ok]
+        return [s for s in self.stages if not s.ok] + extra
+
+    @property
+    def has_fp64(self) -> bool:
+        """Whether a float64 reference ran (so the float32-floor rule could apply)."""
+        return all(s.fp32_floor is not None for s in self.stages)
+
+    @property
+    def judged_alone(self) -> bool:
+        """Whether every MindSpore stage was also computed alone (the stage-alone rule decides)."""
+        return all(s.is_local for s in self.stages)
+
+    def table(self) -> str:
+        """The stage table(s) and a legend, as `ipt-ms parity` prints them."""
+        return full_text(self)
+
+    def summary(self) -> str:
+        """One line: verdict, the output's and the worst stage's numbers beside their tolerances."""
+        return summary_line(self)
+
+    def verdict(self) -> str:
+        """A paragraph a reviewer can paste into a pull request (report.md opens with it)."""
+        return verdict_paragraph(self)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["ok"] = self.ok
+        data["verdict"] = self.verdict()
+        pairs = list(zip(data["stages"], self.stages))
+        for framework, diffs in self.others.items():
+            pairs += list(zip(data["others"][framework], diffs))
+        for stage, diff in pairs:
+            stage.update(ok=diff.ok, within_tolerance=diff.within_tolerance, within_floor=diff.within_floor,
+                         within_local=diff.within_local, passed_by=diff.passed_by, floor_limit=diff.floor_limit,
+                         local_limit=diff.local_limit, local_ratio=diff.local_ratio)
+        return data
+
+    def to_markdown(self) -> str:
+        return markdown(self)
+
+    def write(self, directory: str | Path) -> list[Path]:
+        """Write report.json, report.md and error_vs_depth.png into `directory`."""
+        from ipt_ms.fileio import atomic_output, ensure_writable_dir
+
+        directory = ensure_writable_dir(directory, "report directory")
+        written = []
+        for name, text in (("report.json", json.dumps(self.to_dict(), indent=2)), ("report.md", self.to_markdown())):
+            with atomic_output(directory / name) as tmp:
+                tmp.write_text(text + "\n")
+            written.append(directory / name)
+        written.append(self.plot(directory / "error_vs_depth.png"))
+        return written
+
+    def plot(self, path: str | Path) -> Path:
+        """error_vs_depth.png: each pass rule's region and the verdict (see `parity.report.plot`)."""
+        return plot(self, path)
 
 
 def verdict_word(stage: StageDiff) -> str:

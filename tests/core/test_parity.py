@@ -7,7 +7,8 @@ import pytest
 
 from ipt_ms.inference import build_model
 from ipt_ms.spec import IPTSpec
-from parity.compare import compare_stages, diff_arrays, mindspore_stages, run_parity, torch_stages
+from parity.compare import mindspore_stages, run_parity, torch_stages
+from parity.diff import compare_stages, diff_arrays
 from parity.seeded import seeded_state
 from parity.torch_runner import build_torch_model
 
@@ -131,7 +132,8 @@ def test_full_size_single_patch_parity_all_six_tasks(source, tmp_path):
 # ------------------------------------------------------------------ how the report reads
 def _synthetic_report(stage_rel, floors, ms64, tol=1e-5, out_tol=1e-4):
     """A report from given numbers (rendering only: the numbers are not a parity claim)."""
-    from parity.compare import ParityReport, StageDiff
+    from parity.diff import StageDiff
+    from parity.report import ParityReport
 
     names = [f"stage{i}" for i in range(len(stage_rel) - 1)] + ["output"]
     stages = [StageDiff(n, (1, 3, 8, 8), r * 255, r, 1.0, out_tol if n == "output" else tol, m, f)

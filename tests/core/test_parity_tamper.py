@@ -94,7 +94,7 @@ def test_full_size_tampering_is_caught_at_depth(photo_png):
 
 
 def test_channel_offset_sees_a_constant_shift_that_max_error_cannot():
-    from parity.compare import _rel, channel_offset
+    from parity.diff import _rel, channel_offset
 
     rng = np.random.default_rng(0)
     exact = rng.normal(0, 10, (256, 1, 64))
