@@ -281,7 +281,7 @@ class Store:
                 "created": time.strftime("%Y-%m-%d %H:%M:%S"), "format": FORMAT}
         try:
             graph.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_outputs([graph, meta]) as (tmp_graph, tmp_meta):
+            with atomic_outputs([graph, meta], overwrite=True) as (tmp_graph, tmp_meta):
                 tmp_graph.write_bytes(data)
                 tmp_meta.write_text(json.dumps(info))
         except Exception as err:  # a full disk or a read-only cache must never stop a run

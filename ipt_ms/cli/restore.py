@@ -125,7 +125,7 @@ def run(args) -> int:
     import numpy as np
 
     from ipt_ms.data.imageio import read_image, write_image
-    from ipt_ms.fileio import atomic_outputs, check_output_dir, output_dir
+    from ipt_ms.fileio import OVERWRITE_HINT, atomic_outputs, check_output_dir, output_dir
     from ipt_ms.inference import restore_array
     from ipt_ms.predictors import create_predictor
     from ipt_ms.progress import progress_bar
@@ -148,7 +148,8 @@ def run(args) -> int:
                                                         unit="img", enable=show):
                 out = restore_array(predictor, image, scale=predictor.scale, patch=spec.patch_size,
                                     protocol=args.protocol)
-                with atomic_outputs([png] + ([npy] if npy else [])) as tmps:  # both files or neither
+                with atomic_outputs([png] + ([npy] if npy else []), overwrite=args.overwrite,
+                                    hint=OVERWRITE_HINT) as tmps:  # both files or neither, never over another
                     write_image(tmps[0], out, atomic=False)
                     if npy:
                         with open(tmps[1], "wb") as fh:

@@ -151,7 +151,7 @@ class DoctorReport:
         written = []
         for name, text in (("doctor.json", json.dumps(self.to_dict(), indent=2, default=str)),
                            ("doctor.md", self.to_markdown())):
-            with atomic_output(directory / name) as tmp:
+            with atomic_output(directory / name, overwrite=True) as tmp:  # its own report, rewritten each run
                 tmp.write_text(text + "\n")
             written.append(directory / name)
         return written

@@ -85,7 +85,7 @@ class _Comparer:
 
 
 def save_strip_source(path: Path, set_name: str, pair, first: np.ndarray, second: np.ndarray) -> None:
-    with atomic_output(path) as tmp, open(tmp, "wb") as fh:
+    with atomic_output(path, overwrite=True) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, set=np.array(set_name), name=np.array(pair.name), lq=pair.lq, gt=pair.gt, first=first,
                  second=second)
 
@@ -178,8 +178,8 @@ def parity_bench(sets: list[EvalSet], runners: list[Runner], settings: EvalSetti
         strip = _strip_for(worst, out_dir, sets, runners, settings)
         from ipt_ms.data.imageio import write_image
 
-        with atomic_output(out_dir / STRIP_FILE) as tmp:
-            write_image(tmp, strip)
+        with atomic_output(out_dir / STRIP_FILE, overwrite=True) as tmp:
+            write_image(tmp, strip, atomic=False)
         extra += [f"Largest |dPSNR|: {worst['set']}/{worst['name']} "
                   f"({fmt_delta(worst['compare']['dpsnr'])} dB). Panels: input, {labels[0]}, {labels[1]}, "
                   "|difference| of the float outputs amplified to full range, ground truth; crop around the "

@@ -161,7 +161,7 @@ def save_checkpoint(directory: str | Path, tensors: dict[str, np.ndarray], state
     directory = Path(directory)
     path = directory / checkpoint_name(state.global_step)
     try:  # write_ms_checkpoint keeps MindSpore's log quiet and removes its temporary files on failure
-        write_ms_checkpoint(path, tensors, {STATE_KEY: state.to_json(), SPEC_KEY: spec_json})
+        write_ms_checkpoint(path, tensors, {STATE_KEY: state.to_json(), SPEC_KEY: spec_json}, overwrite=True)
     except IPTError as err:
         raise IPTError(f"{err}; the checkpoints already in {directory} are kept") from err
     except (OSError, RuntimeError) as err:

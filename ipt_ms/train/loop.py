@@ -379,7 +379,7 @@ class Trainer:
             return []
         import yaml
 
-        with atomic_output(self.run_dir / "config.yaml") as tmp:
+        with atomic_output(self.run_dir / "config.yaml", overwrite=True) as tmp:
             tmp.write_text(yaml.safe_dump(to_dict(self.cfg), sort_keys=False), encoding="utf-8")
         resumed = self.state.global_step if self.last_checkpoint is not None else 0
         sinks: list[Callback] = []
