@@ -44,6 +44,7 @@ from pathlib import Path
 from ipt_ms.errors import IPTError, first_line
 
 __all__ = [
+    "FolderLock",
     "atomic_output",
     "atomic_outputs",
     "check_output_dir",
@@ -522,6 +523,61 @@ def _process_alive(pid: int) -> bool:
     except OSError:  # exists, owned by someone else
         return True
     return True
+
+
+LOCK_FILE = ".ipt-ms.lock"
+
+
+def _flock_holder(info: os.stat_result) -> int | None:
+    """The process holding a flock on the file `info` describes, from /proc/locks (Linux), or None."""
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
+            for line in locks:
+                fields = line.split()
+                if len(fields) >= 6 and fields[1] == "FLOCK" and fields[4].isdigit():
+                    major, minor, inode = fields[5].split(":")
+                    if int(inode) == info.st_ino and os.makedev(int(major, 16), int(minor, 16)) == info.st_dev:
+                        return int(fields[4])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class FolderLock:
+    """An exclusive lock on a folder, held while a command writes into it (a training's run folder).
+
+    `fcntl.flock` on ``FOLDER/.ipt-ms.lock`` (an empty file; the holder's process id is
+    read from /proc/locks, so a refused run changes nothing). The kernel drops the lock
+    when the process ends in any way (SIGKILL included), so a crashed run never leaves a
+    stale lock; the file itself stays and is reused.
+    """
+
+    def __init__(self, folder: str | os.PathLike, what: str = "run folder"):
+        import fcntl
+
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK_FILE
+        try:
+            self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except OSError as err:
+            raise write_error(self.path, err) from None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            holder = _flock_holder(os.fstat(self._fd))
+            os.close(self._fd)
+            self._fd = None
+            if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise write_error(self.path, err) from None
+            who = f"process {holder}" if holder else "another process"
+            raise IPTError(f"{what} {_show(self.folder)} is in use by {who} (a training still running there); "
+                           "wait for it to end, or choose another folder") from None
+
+    def release(self) -> None:
+        """Let the next run in; also happens when this process ends."""
+        if self._fd is not None:
+            os.close(self._fd)  # closing the only descriptor drops the flock
+            self._fd = None
 
 
 def save_figure(fig, path: str | os.PathLike, overwrite: bool = True) -> Path:

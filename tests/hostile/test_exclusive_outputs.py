@@ -140,7 +140,8 @@ def test_synth_interrupted_leaves_no_half_made_set(tmp_path):
         proc = subprocess.Popen([sys.executable, "-m", "ipt_ms", "synth", "photos", "out", "--tasks",
                                  "sr_x2,deblur", "-q"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 120
-        while time.time() < deadline and not any((p / "HR").is_dir() for p in tmp_path.glob(".out.partial-*")):
+        while time.time() < deadline and not any((p / "HR").is_dir() for p in [tmp_path / "out",
+                                                                                *tmp_path.glob(".out.partial-*")]):
             time.sleep(0.05)
         time.sleep(0.3)
         proc.send_signal(sig)
