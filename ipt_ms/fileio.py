@@ -31,6 +31,7 @@ The rules every writer in ipt-ms follows (README, "Errors"):
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import os
 import re
@@ -54,6 +55,7 @@ __all__ = [
     "ensure_writable_dir",
     "note_input",
     "output_dir",
+    "overwriting",
     "remove_stale_partials",
     "save_figure",
     "staged_folder",
@@ -70,6 +72,8 @@ _PROCESS_START = time.time()
 OVERWRITE_HINT = "pass --overwrite to replace it"
 #: (st_dev, st_ino) -> path of every file this process read as an input (`note_input`)
 _INPUTS: dict[tuple[int, int], str] = {}
+#: set by `overwriting()`: the writes in that block may replace existing files
+_OVERWRITING: contextvars.ContextVar[bool] = contextvars.ContextVar("ipt_ms_overwriting", default=False)
 #: folders whose stale temporary files this process already removed
 _CLEANED: set[str] = set()
 
@@ -365,6 +369,7 @@ def atomic_outputs(paths: Sequence[str | os.PathLike], keep_suffix: bool = True,
     (one line ending in `hint`) and the final move is exclusive, so a file that appeared
     meanwhile is not replaced either. A recorded input (`note_input`) is never replaced.
     """
+    overwrite = overwrite or _OVERWRITING.get()
     targets = [check_new_output(p, overwrite, hint) for p in paths]
     for target in targets:
         folder = target.parent if str(target.parent) else Path(".")
@@ -413,6 +418,18 @@ def atomic_outputs(paths: Sequence[str | os.PathLike], keep_suffix: bool = True,
         if isinstance(err, OSError):
             raise write_error(targets, err) from None
         raise
+
+
+@contextlib.contextmanager
+def overwriting() -> Iterator[None]:
+    """Within the block, `atomic_output` may replace existing files (never an input): for a
+    caller that rewrites its own files through a writer it does not control (a report
+    folder that `ipt-ms parity --report` and `doctor` fill on every run)."""
+    token = _OVERWRITING.set(True)
+    try:
+        yield
+    finally:
+        _OVERWRITING.reset(token)
 
 
 @contextlib.contextmanager
