@@ -487,6 +487,7 @@ def _call_with_store(cell, call, args, kwargs, key, store: Store, session: _Sess
     if data is not None:
         _write_private(folder / f"compile_cache_{index}.mindir", data)
     before = len(cell.compile_cache)
+    before_phases = set(cell.compile_cache)
     _set_mindspore_cache(session)
     try:
         return call(*args, **kwargs)
@@ -502,6 +503,7 @@ def _call_with_store(cell, call, args, kwargs, key, store: Store, session: _Sess
         _unlink(folder / f"compile_cache_{index}.mindir")
         session.poisoned = True
         _set_mindspore_cache(None)
+        _forget_compiled(cell, before_phases)
         return _call_uncached(cell, call, args, kwargs, key)
     finally:
         _set_mindspore_cache(None)
@@ -526,6 +528,18 @@ def _call_with_store(cell, call, args, kwargs, key, store: Store, session: _Sess
             session.counter = max([index + 1] + [i + 1 for i in written])
         for path in written.values():
             _unlink(path)
+
+
+def _forget_compiled(cell, keep: set) -> None:
+    """Make MindSpore compile again the phases `cell` compiled since `keep` (a graph it loaded
+    from the store and cannot run)."""
+    from mindspore.graph.api import _cell_graph_executor
+
+    new = set(cell.compile_cache) - set(keep)
+    if new:
+        with contextlib.suppress(Exception):
+            _cell_graph_executor.del_net_res(cell, new)
+        cell.compile_cache.difference_update(new)
 
 
 def _call_uncached(cell, call, args, kwargs, key):
