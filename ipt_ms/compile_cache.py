@@ -69,7 +69,7 @@ _override: tuple[bool, Path | None] | None = None  # (set, path) from set_cache_
 _lock = threading.RLock()
 _session: _Session | None = None
 _source_hashes: dict[str, str] = {}
-_stats = {"hits": 0, "misses": 0, "stored": 0, "uncached": 0, "dropped": 0}
+_stats = {"hits": 0, "misses": 0, "stored": 0, "uncached": 0}
 _root_verdicts: dict[str, str | None] = {}  # store folder -> why it is not used (None: usable)
 
 
@@ -496,7 +496,7 @@ def _call_with_store(cell, call, args, kwargs, key, store: Store, session: _Sess
             raise
         # a stored graph MindSpore cannot use: never an answer, and not again next time
         store.drop(graph_id)
-        _stats["dropped"] += 1
+        _stats["dropped"] = _stats.get("dropped", 0) + 1
         log.warning("compile cache: a stored graph could not be loaded (%s); removed it and compiling afresh",
                     _printable(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__))
         data = None
