@@ -35,7 +35,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from ipt_ms.convert.weights import convert_file, describe
-    from ipt_ms.errors import WeightsMismatchError
+    from ipt_ms.errors import WeightsMismatchError, sanitize
     from ipt_ms.progress import StepProgress
 
     src = Path(args.src)
@@ -49,7 +49,7 @@ def run(args) -> int:
         if args.verbose:
             print(err.details(), file=sys.stderr)
         raise
-    print(f"wrote {args.dst}" + ("" if args.layout == "ipt-ms" else f" ({args.layout} layout)"))
+    print(f"wrote {sanitize(args.dst)}" + ("" if args.layout == "ipt-ms" else f" ({args.layout} layout)"))
     print(describe(spec))
     if args.layout != "ipt-ms":
         print("task order in the file: " + ", ".join(f"{i}={n}" for i, n in enumerate(_zoo_order(spec))))

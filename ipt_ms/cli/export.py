@@ -35,11 +35,12 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from ipt_ms.errors import sanitize
     from ipt_ms.export import export_weights
 
     results = export_weights(args.weights, args.output, fmt=args.fmt, task=args.task, source=args.source,
                              opset=args.opset, with_stages=args.with_stages, device=args.device,
                              progress=not args.quiet, overwrite=args.overwrite, **architecture_overrides(args))
     for result in results:
-        print(f"wrote {result.describe()}")
+        print(f"wrote {sanitize(result.describe())}")
     return 0

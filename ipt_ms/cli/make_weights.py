@@ -49,7 +49,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from ipt_ms.convert.weights import describe, save_weights, weights_format
-    from ipt_ms.errors import IPTError
+    from ipt_ms.errors import IPTError, sanitize
     from ipt_ms.fileio import check_output_file
     from ipt_ms.tasks import parse_task
     from parity.seeded import seeded_state
@@ -74,6 +74,6 @@ def run(args) -> int:
         state = seeded_state(spec, args.seed)
         steps.start(f"writing {args.output}")
         save_weights(args.output, state, spec, overwrite=args.overwrite)
-    print(f"wrote {args.output} (seed {args.seed})")
+    print(f"wrote {sanitize(args.output)} (seed {args.seed})")
     print(describe(spec))
     return 0
