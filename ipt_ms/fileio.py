@@ -212,8 +212,15 @@ def output_dir(path: str | os.PathLike, what: str = "output directory") -> Itera
         raise
 
 
+#: at most this many inputs are remembered (a training on ImageNet reads 1.3M files; its outputs
+#: go to a run folder that may not lie inside the data)
+_MAX_INPUTS = 100_000
+
+
 def note_input(path: str | os.PathLike) -> None:
     """Record that this command read `path`: no output of this process may replace it."""
+    if len(_INPUTS) >= _MAX_INPUTS:
+        return
     with contextlib.suppress(OSError, ValueError):
         info = os.stat(path)
         _INPUTS[(info.st_dev, info.st_ino)] = str(path)
@@ -466,7 +473,7 @@ def staged_folder(final: str | os.PathLike, keep: Callable[[str], bool] | None =
     decided it may be replaced) is swapped out whole after its entries for which `keep`
     is true were moved into the new folder, then deleted.
     """
-    final = Path(final)
+    final = Path(os.path.realpath(final)) if os.path.islink(final) else Path(final)  # a linked OUT: its target
     parent = final.parent if str(final.parent) else Path(".")
     ensure_writable_dir(parent, "output folder")
     pattern = re.compile(rf"^\.{re.escape(final.name)}\.(?:partial|replaced)-(\d+)-[0-9a-f]{{8}}$")
