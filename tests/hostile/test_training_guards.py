@@ -76,7 +76,7 @@ def _wait_for(predicate, proc, timeout=240.0):
 
 
 def test_a_running_training_locks_its_folder_and_sigkill_frees_it(tmp_path, photos):
-    cfg = _config(tmp_path)
+    cfg = _config(tmp_path, schedule={"epochs": 1_000_000, "milestones": []})  # runs until killed
     env = dict(os.environ, PYTHONPATH=str(ROOT), MS_OM_PATH=str(tmp_path / ".ms_om"))
     first = subprocess.Popen([sys.executable, "-m", "ipt_ms", "pretrain", "--config", str(cfg), "--data", str(photos),
                               "-o", "run", "-q", "--max-steps", "100000"], cwd=tmp_path, env=env,
