@@ -85,8 +85,9 @@ def test_a_running_training_locks_its_folder_and_sigkill_frees_it(tmp_path, phot
         ckpts = tmp_path / "run" / "checkpoints"
         _wait_for(lambda: ckpts.is_dir() and any(ckpts.glob("step_*.ckpt")), first)
         metrics = (tmp_path / "run" / "metrics.jsonl").read_text()
-        for args in ([], ["--resume"]):
-            proc = _pretrain(tmp_path, cfg, photos, "run", "--max-steps", "100000", *args, timeout=120)
+        step = max(int(p.stem.split("_")[1]) for p in ckpts.glob("step_*.ckpt"))
+        for args in (["--resume"], []):  # a second run on the folder, continuing it or starting afresh
+            proc = _pretrain(tmp_path, cfg, photos, "run", "--max-steps", str(step + 1), *args, timeout=120)
             assert_one_line_error(proc, "'run'", str(first.pid), "in use")
         assert first.poll() is None  # the first run goes on, untouched
         assert (tmp_path / "run" / "metrics.jsonl").read_text().startswith(metrics)
