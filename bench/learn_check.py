@@ -53,7 +53,8 @@ def write_training_photos(folder: Path) -> list[Path]:
     for name in GREY:
         grey = getattr(skd, name)()
         images[name] = np.repeat(grey[..., None], 3, axis=2)
-    return [write_image(folder / f"{name}.png", np.ascontiguousarray(img[..., :3])) for name, img in images.items()]
+    return [write_image(folder / f"{name}.png", np.ascontiguousarray(img[..., :3]), overwrite=True)  # its own photos
+            for name, img in images.items()]
 
 
 def evaluate(weights: dict[str, Path]) -> dict:

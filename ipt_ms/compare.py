@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ipt_ms.errors import IPTError
+from ipt_ms.fileio import note_input
 from ipt_ms.metrics import Y_COEFFS
 
 __all__ = ["CompareLimits", "PairResult", "CompareResult", "GroundTruthResult", "compare_arrays", "compare_paths",
@@ -147,6 +148,7 @@ def load_array(path: os.PathLike | str) -> np.ndarray:
     path = Path(path)
     if path.suffix.lower() in ARRAY_EXTENSIONS:
         try:
+            note_input(path)  # no output of this command may replace it (ipt_ms.fileio)
             arr = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as err:
             raise IPTError(f"cannot read array {path}: {str(err).splitlines()[0] if str(err) else err}") from None

@@ -25,7 +25,12 @@ MindSpore compiles and saves is moved into the store under its key. The key cove
 
 Store entries are written to temporary names and renamed into place, with a checksum
 checked before use, so concurrent processes never see half a graph; a process that finds
-nothing usable just compiles. The cache is switched on in MindSpore only for the duration
+nothing usable just compiles. A cache never changes an answer: each entry records the key
+it was stored under, and an entry whose recorded key is not the one asked for (a graph
+copied under another name) is a miss; a stored graph that MindSpore fails to load is
+dropped and the call compiled afresh; and a store folder that another user owns, or that
+others may write (group/other-writable, unless sticky and ours), is not used at all, with
+one line saying why: its entries could have been planted. The cache is switched on in MindSpore only for the duration
 of such a call, so graphs compiled elsewhere (PyNative `ms.jit`, export) never touch it.
 
 Where: ``$IPT_MS_COMPILE_CACHE`` if set (a folder, or ``0``/``off`` to disable), else
@@ -56,7 +61,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 ENV_VAR = "IPT_MS_COMPILE_CACHE"
-FORMAT = 1  # bump when the layout or the key changes meaning
+FORMAT = 2  # bump when the layout or the key changes meaning (2: entries record their key)
 _OFF = ("0", "off", "false", "no", "none", "disable", "disabled")
 _INDEX = re.compile(r"^compile_cache_(\d+)\.mindir$")
 _PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -66,6 +71,7 @@ _lock = threading.RLock()
 _session: _Session | None = None
 _source_hashes: dict[str, str] = {}
 _stats = {"hits": 0, "misses": 0, "stored": 0, "uncached": 0}
+_root_verdicts: dict[str, str | None] = {}  # store folder -> why it is not used (None: usable)
 
 
 # ------------------------------------------------------------------------------------ where
@@ -263,11 +269,15 @@ class Store:
 
     def load(self, key: str) -> bytes | None:
         graph, meta = self._paths(key)
+        if _unsafe_folder(graph.parent) is not None or not _ours(graph) or not _ours(meta):
+            return None  # a sub-folder or file someone else put there: never trusted
         try:
             info = json.loads(meta.read_text())
             data = graph.read_bytes()
         except (OSError, ValueError):
             return None
+        if not isinstance(info, dict) or info.get("key") != key:
+            return None  # stored under another key (copied, or an older format): a miss, replaced when stored
         if info.get("size") != len(data) or info.get("sha256") != hashlib.sha256(data).hexdigest():
             return None  # a writer is between its two renames, or the entry is damaged: compile instead
         with contextlib.suppress(OSError):
@@ -278,17 +288,67 @@ class Store:
         from ipt_ms.fileio import atomic_outputs
 
         graph, meta = self._paths(key)
-        info = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "what": what,
+        info = {"key": key, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "what": what,
                 "created": time.strftime("%Y-%m-%d %H:%M:%S"), "format": FORMAT}
         try:
-            graph.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_outputs([graph, meta]) as (tmp_graph, tmp_meta):
+            graph.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with atomic_outputs([graph, meta], overwrite=True) as (tmp_graph, tmp_meta):
                 tmp_graph.write_bytes(data)
                 tmp_meta.write_text(json.dumps(info))
         except Exception as err:  # a full disk or a read-only cache must never stop a run
             log.debug("compile cache: could not store %s: %s", key, err)
             return False
         return True
+
+
+    def drop(self, key: str) -> None:
+        """Remove an entry (MindSpore could not load it)."""
+        for path in self._paths(key):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _ours(path: Path) -> bool:
+    try:
+        return path.stat().st_uid == os.geteuid()
+    except OSError:
+        return True  # absent: the read that follows fails and it is a miss
+
+
+def _unsafe_folder(folder: Path) -> str | None:
+    """Why graphs in `folder` cannot be trusted (owned by another user, or writable by others), or None."""
+    try:
+        info = folder.stat()
+    except OSError:
+        return None  # created by us, private, when the first graph is stored
+    if info.st_uid != os.geteuid():
+        return f"it is owned by another user (uid {info.st_uid})"
+    mode = info.st_mode & 0o7777
+    if mode & 0o022 and not mode & 0o1000:
+        return f"others can write to it (mode {mode:o})"
+    return None
+
+
+def usable_root(root: Path) -> bool:
+    """Whether the store folder `root` may be used; the first refusal of a process says why in one line."""
+    name = str(root)
+    if name not in _root_verdicts:
+        reason = _unsafe_folder(root)
+        if reason is None:
+            with contextlib.suppress(OSError):
+                root.mkdir(mode=0o700, parents=True, exist_ok=True)
+                reason = _unsafe_folder(root)
+        _root_verdicts[name] = reason
+        if reason is not None:
+            log.warning("compile cache %s not used: %s, so its graphs could have been put there by someone else; "
+                        "compiling without it (choose another folder with --compile-cache)", _printable(name), reason)
+    return _root_verdicts[name] is None
+
+
+def _printable(text: str) -> str:
+    from ipt_ms.errors import sanitize
+
+    return sanitize(text)
 
 
 # ------------------------------------------------------------------------------------ session
@@ -409,7 +469,11 @@ def cached_call(cell, call, args: tuple, kwargs: dict):
     root = cache_dir()
     if key in compiled_keys:
         return call(*args, **kwargs)
-    with _lock:
+    from ipt_ms.signals import compiling
+
+    with _lock, compiling():  # Ctrl-C waits for the compiler: one line, not MindSpore's stack
+        if root is not None and not usable_root(root):
+            root = None
         session = _get_session() if root is not None else None
         if session is None:
             return _call_uncached(cell, call, args, kwargs, key)
@@ -441,9 +505,24 @@ def _call_with_store(cell, call, args, kwargs, key, store: Store, session: _Sess
             _scratch_failed(session.folder, err)
             return _call_uncached(cell, call, args, kwargs, key)
     before = len(cell.compile_cache)
+    before_phases = set(cell.compile_cache)
     _set_mindspore_cache(session)
     try:
         return call(*args, **kwargs)
+    except Exception as err:
+        if data is None:
+            raise
+        # a stored graph MindSpore cannot use: never an answer, and not again next time
+        store.drop(graph_id)
+        _stats["dropped"] = _stats.get("dropped", 0) + 1
+        log.warning("compile cache: a stored graph could not be loaded (%s); removed it and compiling afresh",
+                    _printable(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__))
+        data = None
+        _unlink(folder / f"compile_cache_{index}.mindir")
+        session.poisoned = True
+        _set_mindspore_cache(None)
+        _forget_compiled(cell, before_phases)
+        return _call_uncached(cell, call, args, kwargs, key)
     finally:
         _set_mindspore_cache(None)
         compiled = len(cell.compile_cache) > before
@@ -481,6 +560,18 @@ def _scratch_failed(folder, err: OSError) -> None:
         _SCRATCH_WARNED.append(str(folder))
         log.warning("compile cache not used in this run: cannot write its scratch folder in %s (%s); "
                     "compiling instead (set TMPDIR to a folder with free space)", folder, err.strerror or err)
+
+
+def _forget_compiled(cell, keep: set) -> None:
+    """Make MindSpore compile again the phases `cell` compiled since `keep` (a graph it loaded
+    from the store and cannot run)."""
+    from mindspore.graph.api import _cell_graph_executor
+
+    new = set(cell.compile_cache) - set(keep)
+    if new:
+        with contextlib.suppress(Exception):
+            _cell_graph_executor.del_net_res(cell, new)
+        cell.compile_cache.difference_update(new)
 
 
 def _call_uncached(cell, call, args, kwargs, key):
@@ -522,4 +613,4 @@ def describe() -> str:
 
 
 __all__ = ["ENV_VAR", "CompileCached", "Store", "cache_dir", "cached_call", "call_key", "default_cache_dir",
-           "describe", "graph_key", "parse_setting", "set_cache_dir", "stats"]
+           "describe", "graph_key", "parse_setting", "set_cache_dir", "stats", "usable_root"]

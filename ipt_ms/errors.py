@@ -2,6 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
+# C0 and C1 controls, DEL, line/paragraph separators, bidirectional overrides and isolates,
+# and lone surrogates (undecodable bytes of a file name): what a terminal would act on
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def sanitize(text: str) -> str:
+    """`text` with every control character escaped as Python would (``\\n``, ``\\x1b``,
+    ``\\u202e``), so a message that echoes a user's path, key or task name stays one
+    plain line and cannot move the cursor, recolour or clear the terminal."""
+    return _UNSAFE.sub(lambda m: repr(m.group())[1:-1], str(text))
+
 
 class IPTError(Exception):
     """A problem with the user's input (file, weights, option). Exit code 2."""

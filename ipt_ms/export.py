@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from ipt_ms.errors import IPTError
-from ipt_ms.fileio import atomic_output, check_output_file, disk_full
+from ipt_ms.fileio import OVERWRITE_HINT, atomic_output, check_output_file, disk_full
 from ipt_ms.runtime import mindspore_log_silenced
 from ipt_ms.spec import IPTSpec
 
@@ -335,7 +335,7 @@ def _convert_opset(model, opset: int, what: str):
                        f"(onnx {onnx.__version__}): {err}") from err
 
 
-def _save_onnx(model, path: Path) -> None:
+def _save_onnx(model, path: Path, overwrite: bool = False) -> None:
     import onnx
 
     if model.ByteSize() > ONNX_PROTOBUF_LIMIT:
@@ -344,13 +344,13 @@ def _save_onnx(model, path: Path) -> None:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as err:
         raise IPTError(f"{path}: the exported graph fails onnx.checker: {str(err).splitlines()[0]}") from err
-    with atomic_output(path) as tmp:
+    with atomic_output(path, overwrite=overwrite, hint=OVERWRITE_HINT) as tmp:
         onnx.save_model(model, str(tmp))
 
 
 def export_onnx_mindspore(net, spec: IPTSpec, task_idx: int, path: str | os.PathLike, *,
                           opset: int | None = None, with_stages: bool = False,
-                          weights_digest: str | None = None) -> ExportResult:
+                          weights_digest: str | None = None, overwrite: bool = False) -> ExportResult:
     """Export a MindSpore IPT (`build_model`) for one task to ONNX with `mindspore.onnx.export`."""
     import mindspore as ms
     import onnx
@@ -375,7 +375,7 @@ def export_onnx_mindspore(net, spec: IPTSpec, task_idx: int, path: str | os.Path
     final_opset = onnx_opset(model)
     meta = _metadata(spec, task_idx, "mindspore", final_opset, stages, weights_digest)
     _finish_onnx(model, meta, names, f"IPT task {spec.task_names[task_idx]} exported from MindSpore by ipt-ms")
-    _save_onnx(model, path)
+    _save_onnx(model, path, overwrite)
     return ExportResult(path, "onnx", "mindspore", spec.task_names[task_idx], task_idx, final_opset, stages,
                         time.perf_counter() - start)
 
@@ -383,7 +383,7 @@ def export_onnx_mindspore(net, spec: IPTSpec, task_idx: int, path: str | os.Path
 # ------------------------------------------------------------------------------ PyTorch side
 def export_onnx_torch(model, spec: IPTSpec, task_idx: int, path: str | os.PathLike, *,
                       opset: int | None = None, with_stages: bool = False,
-                      weights_digest: str | None = None) -> ExportResult:
+                      weights_digest: str | None = None, overwrite: bool = False) -> ExportResult:
     """Export the PyTorch twin (`build_torch_model`) for one task with the dynamo ONNX exporter."""
     import torch
 
@@ -433,14 +433,14 @@ def export_onnx_torch(model, spec: IPTSpec, task_idx: int, path: str | os.PathLi
     meta = _metadata(spec, task_idx, "torch", final_opset, stages, weights_digest)
     _finish_onnx(onnx_model, meta, names, f"IPT task {spec.task_names[task_idx]} exported from the PyTorch twin "
                  "by ipt-ms")
-    _save_onnx(onnx_model, path)
+    _save_onnx(onnx_model, path, overwrite)
     return ExportResult(path, "onnx", "torch", spec.task_names[task_idx], task_idx, final_opset, stages,
                         time.perf_counter() - start)
 
 
 # ------------------------------------------------------------------------------ MindIR
 def export_mindir(net, spec: IPTSpec, task_idx: int, path: str | os.PathLike, *,
-                  weights_digest: str | None = None) -> ExportResult:
+                  weights_digest: str | None = None, overwrite: bool = False) -> ExportResult:
     """Export a MindSpore IPT for one task to MindIR with a dynamic batch (MindSpore Lite/serving).
 
     The graph holds native convolutions (`ipt_ms.models.exported_form`): on a CPU run them with
@@ -463,7 +463,7 @@ def export_mindir(net, spec: IPTSpec, task_idx: int, path: str | os.PathLike, *,
     dynamic = ms.Tensor(shape=[None, spec.n_colors, spec.patch_size, spec.patch_size], dtype=ms.float32)
     with _mindspore_scratch(path) as scratch, mindspore_log_silenced(), exported_form(net):
         ms.export(cell, dynamic, file_name=str(scratch / "model"), file_format="MINDIR", custom_func=annotate)
-        with atomic_output(path) as tmp:
+        with atomic_output(path, overwrite=overwrite, hint=OVERWRITE_HINT) as tmp:
             _move_into(scratch / "model.mindir", tmp)
     return ExportResult(path, "mindir", "mindspore", spec.task_names[task_idx], task_idx, None, [],
                         time.perf_counter() - start)
@@ -473,7 +473,7 @@ def export_mindir(net, spec: IPTSpec, task_idx: int, path: str | os.PathLike, *,
 def export_weights(weights: str | os.PathLike, output: str | os.PathLike, *, fmt: str = "onnx",
                    task: str | int = "all", source: str = "mindspore", opset: int | None = None,
                    with_stages: bool = False, device: str = "auto", progress: bool = False,
-                   **overrides) -> list[ExportResult]:
+                   overwrite: bool = False, **overrides) -> list[ExportResult]:
     """Export one task (or `task="all"`: every task, one file each) of a weights file.
 
     `fmt` onnx or mindir; `source` mindspore (`mindspore.onnx.export`) or torch (the twin,
@@ -502,6 +502,8 @@ def export_weights(weights: str | os.PathLike, output: str | os.PathLike, *, fmt
         paths = output_paths(output, fmt, [spec.task_names[i] for i in indices], Path(weights).stem)
         for target in paths.values():
             check_output_file(target)  # a folder, a device or an unwritable place: refused before tracing
+            if target.exists() and not overwrite:
+                raise IPTError(f"output {str(target)!r} already exists; pass --overwrite to replace it")
         steps.start(f"building the {'PyTorch twin' if source == 'torch' else 'MindSpore network'}")
         if source == "torch":
             from parity.torch_runner import build_torch_model
@@ -510,7 +512,7 @@ def export_weights(weights: str | os.PathLike, output: str | os.PathLike, *, fmt
 
             def export_one(i):
                 return export_onnx_torch(model, spec, i, paths[spec.task_names[i]], opset=opset,
-                                         with_stages=with_stages, weights_digest=digest)
+                                         with_stages=with_stages, weights_digest=digest, overwrite=overwrite)
         else:
             from ipt_ms.inference import build_model
             from ipt_ms.runtime import configure
@@ -520,9 +522,10 @@ def export_weights(weights: str | os.PathLike, output: str | os.PathLike, *, fmt
 
             def export_one(i):
                 if fmt == "mindir":
-                    return export_mindir(net, spec, i, paths[spec.task_names[i]], weights_digest=digest)
+                    return export_mindir(net, spec, i, paths[spec.task_names[i]], weights_digest=digest,
+                                         overwrite=overwrite)
                 return export_onnx_mindspore(net, spec, i, paths[spec.task_names[i]], opset=opset,
-                                             with_stages=with_stages, weights_digest=digest)
+                                             with_stages=with_stages, weights_digest=digest, overwrite=overwrite)
         results = []
         for n, i in enumerate(indices, start=1):
             steps.start(f"exporting {spec.task_names[i]} ({n}/{len(indices)}: trace, check, write {fmt})")

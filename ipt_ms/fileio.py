@@ -5,9 +5,16 @@ The rules every writer in ipt-ms follows (README, "Errors"):
 * an output path is checked before any work (`check_output_file`, `check_output_dir`):
   a directory where a file is expected, a file where a folder is expected, or a folder
   that cannot be written is refused with one line naming the path;
-* a file is written to a temporary name next to it and renamed into place only when the
+* a file is written to a temporary name next to it and moved into place only when the
   writer succeeded (`atomic_output`, `atomic_outputs` for files that belong together),
   so an existing file is never half-overwritten;
+* outputs are created exclusively: the final move never replaces an existing file
+  (rename with RENAME_NOREPLACE, else a hard link, both atomic), so two commands racing
+  for one name cannot both win; only a caller passing ``overwrite=True`` (the user's
+  --overwrite, or a run's own state files) replaces a file;
+* no output ever replaces one of the command's own inputs, even with ``overwrite``: the
+  readers record what they read (`note_input`) and the writer compares identities
+  (device and inode, so symlinks and hard links count as the same file);
 * on any failure the temporary file is removed, together with whatever the writer put
   next to it under the same unique name (MindSpore's checkpoint writer keeps its own
   ``.tmp`` file); a full disk (ENOSPC, EDQUOT), a read-only file system or a missing
@@ -17,32 +24,41 @@ The rules every writer in ipt-ms follows (README, "Errors"):
   checkpoint writer 0400), so teammates on shared storage can read results;
 * temporary names are ``.<name>.partial-<pid>-<random><suffix>``: a process killed
   with SIGKILL cannot clean up, and `remove_stale_partials` deletes the ones whose
-  process is gone (training calls it when a run starts).
+  process is gone and that are older than this process; every writer runs it once per
+  folder it writes into.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import os
 import re
 import secrets
+import shutil
 import stat
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from ipt_ms.errors import IPTError, first_line
 
 __all__ = [
+    "FolderLock",
     "atomic_output",
     "atomic_outputs",
     "check_output_dir",
+    "check_new_output",
     "check_output_file",
     "disk_full",
     "ensure_writable_dir",
+    "note_input",
     "output_dir",
+    "overwriting",
     "remove_stale_partials",
     "save_figure",
+    "staged_folder",
     "write_error",
 ]
 
@@ -51,6 +67,15 @@ PARTIAL_MARKER = ".partial-"
 _PARTIAL_NAME = re.compile(r"^\..+\.partial-(?:(\d+)-[0-9a-f]{8}|[a-z0-9_]{8}(?:\.|$))")
 _DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _DISK_FULL_TEXT = ("no space left on device", "os error 28", "disk quota exceeded", "file too large")
+_PROCESS_START = time.time()
+#: what `atomic_output` tells a user whose command has an --overwrite option
+OVERWRITE_HINT = "pass --overwrite to replace it"
+#: (st_dev, st_ino) -> path of every file this process read as an input (`note_input`)
+_INPUTS: dict[tuple[int, int], str] = {}
+#: set by `overwriting()`: the writes in that block may replace existing files
+_OVERWRITING: contextvars.ContextVar[bool] = contextvars.ContextVar("ipt_ms_overwriting", default=False)
+#: folders whose stale temporary files this process already removed
+_CLEANED: set[str] = set()
 
 
 def _show(path: Path) -> str:
@@ -187,6 +212,113 @@ def output_dir(path: str | os.PathLike, what: str = "output directory") -> Itera
         raise
 
 
+#: at most this many inputs are remembered (a training on ImageNet reads 1.3M files; its outputs
+#: go to a run folder that may not lie inside the data)
+_MAX_INPUTS = 100_000
+
+
+def note_input(path: str | os.PathLike) -> None:
+    """Record that this command read `path`: no output of this process may replace it."""
+    if len(_INPUTS) >= _MAX_INPUTS:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        info = os.stat(path)
+        _INPUTS[(info.st_dev, info.st_ino)] = str(path)
+
+
+def input_at(path: str | os.PathLike) -> str | None:
+    """The recorded input (as it was named) that `path` is, following symlinks; else None."""
+    if not _INPUTS:
+        return None
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return _INPUTS.get((info.st_dev, info.st_ino))
+
+
+def _refuse_input(target: Path, what: str = "output") -> None:
+    source = input_at(target)
+    if source is not None:
+        alias = os.path.abspath(source) != os.path.abspath(target)
+        same = f" (the same file as {_show(Path(source))})" if alias else ""
+        raise IPTError(f"{what} {_show(target)} is one of this command's inputs{same}; it is never replaced, "
+                       "choose another output name")
+
+
+def check_new_output(path: str | os.PathLike, overwrite: bool = False, hint: str = "remove it or choose another name",
+                     what: str = "output") -> Path:
+    """`check_output_file`, and refuse one of this command's inputs, or (without `overwrite`)
+    any existing file: the check a command makes before its work (`atomic_outputs` makes it
+    again, and its final move is exclusive)."""
+    path = check_output_file(path, what)
+    _refuse_input(path, what)
+    if not overwrite and os.path.lexists(path):
+        raise IPTError(f"{what} {_show(path)} already exists; {hint}")
+    return path
+
+
+_RENAME_NOREPLACE = 1
+_AT_FDCWD = -100
+_RENAMEAT2: list = []
+
+
+def _renameat2():
+    """libc's renameat2, or None where it is missing (non-Linux, old glibc)."""
+    if not _RENAMEAT2:
+        func = None
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            func = ctypes.CDLL(None, use_errno=True).renameat2
+            func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+            func.restype = ctypes.c_int
+        _RENAMEAT2.append(func)
+    return _RENAMEAT2[0]
+
+
+def move_exclusive(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Move `source` to `target` atomically, never replacing a file there: FileExistsError if one exists.
+
+    renameat2(RENAME_NOREPLACE) where the kernel and file system support it, else a hard
+    link (also atomic: it fails when the name exists) followed by removing `source`. Only
+    where neither works (some FUSE/SMB mounts) is it a check followed by a rename, which
+    a concurrent writer could still race.
+    """
+    src, dst = os.fsencode(source), os.fsencode(target)
+    func = _renameat2()
+    if func is not None:
+        import ctypes
+
+        if func(_AT_FDCWD, src, _AT_FDCWD, dst, _RENAME_NOREPLACE) == 0:
+            return
+        code = ctypes.get_errno()
+        if code == errno.EEXIST:
+            raise FileExistsError(code, os.strerror(code), os.fsdecode(dst))
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+            raise OSError(code, os.strerror(code), os.fsdecode(dst))
+    try:
+        os.link(src, dst)
+    except FileExistsError:
+        raise
+    except OSError as err:
+        if err.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS):
+            raise
+        if os.path.lexists(dst):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fsdecode(dst)) from None
+        os.rename(src, dst)
+        return
+    os.unlink(src)
+
+
+def _clean_once(directory: Path) -> None:
+    """`remove_stale_partials` on the first write of this process into `directory`."""
+    key = os.path.abspath(directory)
+    if key not in _CLEANED:
+        _CLEANED.add(key)
+        remove_stale_partials(directory)
+
+
 def _reserve(path: Path, keep_suffix: bool) -> tuple[Path, int, str]:
     """Create an empty temporary file next to `path`.
 
@@ -230,7 +362,8 @@ def _fsync(path: Path, directory: bool = False) -> None:
 
 
 @contextlib.contextmanager
-def atomic_outputs(paths: Sequence[str | os.PathLike], keep_suffix: bool = True) -> Iterator[list[Path]]:
+def atomic_outputs(paths: Sequence[str | os.PathLike], keep_suffix: bool = True, overwrite: bool = False,
+                   hint: str = "remove it or choose another name") -> Iterator[list[Path]]:
     """Yield temporary paths next to `paths`; move them all into place only if the block succeeds.
 
     For files that must exist together (an image and its raw array): if any write fails,
@@ -238,11 +371,19 @@ def atomic_outputs(paths: Sequence[str | os.PathLike], keep_suffix: bool = True)
     writer left beside it) and re-raises; disk-full and permission errors come back as
     one-line `IPTError`s naming the file. `keep_suffix` keeps the final extension on the
     temporary names, for writers that pick the format from it.
+
+    Without `overwrite` an existing file at any of `paths` is refused before the block runs
+    (one line ending in `hint`) and the final move is exclusive, so a file that appeared
+    meanwhile is not replaced either. A recorded input (`note_input`) is never replaced.
     """
-    targets = [check_output_file(p) for p in paths]
+    overwrite = overwrite or _OVERWRITING.get()
+    targets = [check_new_output(p, overwrite, hint) for p in paths]
     for target in targets:
-        ensure_writable_dir(target.parent if str(target.parent) else Path("."), "output folder")
+        folder = target.parent if str(target.parent) else Path(".")
+        ensure_writable_dir(folder, "output folder")
+        _clean_once(folder)
     reserved: list[tuple[Path, int, str]] = []
+    placed: list[Path] = []
     try:
         for target in targets:
             reserved.append(_reserve(target, keep_suffix))
@@ -256,7 +397,16 @@ def atomic_outputs(paths: Sequence[str | os.PathLike], keep_suffix: bool = True)
         for (tmp, _, _), target in zip(reserved, targets):
             if target.is_dir():  # appeared while writing
                 raise IPTError(f"output {_show(target)} is a folder; give a file name")
-            os.replace(tmp, target)
+            _refuse_input(target)
+            if overwrite:
+                os.replace(tmp, target)
+                continue
+            try:
+                move_exclusive(tmp, target)
+            except FileExistsError:
+                raise IPTError(f"output {_show(target)} was created by someone else while this command wrote it; "
+                               "it was not replaced") from None
+            placed.append(target)
         for directory in {t.parent for t in targets}:
             _fsync(directory, directory=True)
     except BaseException as err:
@@ -264,6 +414,9 @@ def atomic_outputs(paths: Sequence[str | os.PathLike], keep_suffix: bool = True)
         full = isinstance(err, Exception) and not isinstance(err, IPTError) and disk_full(err, folder)
         for tmp, _, prefix in reserved:
             _remove_partial(tmp.parent, prefix)
+        for target in placed:  # files of this group created here: all of them or none
+            with contextlib.suppress(OSError):
+                os.unlink(target)
         if isinstance(err, IPTError) or not isinstance(err, Exception):
             raise
         if full:
@@ -275,15 +428,88 @@ def atomic_outputs(paths: Sequence[str | os.PathLike], keep_suffix: bool = True)
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, keep_suffix: bool = True) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; move it over `path` only if the block succeeds.
+def overwriting() -> Iterator[None]:
+    """Within the block, `atomic_output` may replace existing files (never an input): for a
+    caller that rewrites its own files through a writer it does not control (a report
+    folder that `ipt-ms parity --report` and `doctor` fill on every run)."""
+    token = _OVERWRITING.set(True)
+    try:
+        yield
+    finally:
+        _OVERWRITING.reset(token)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, keep_suffix: bool = True, overwrite: bool = False,
+                  hint: str = "remove it or choose another name") -> Iterator[Path]:
+    """Yield a temporary path next to `path`; move it to `path` only if the block succeeds.
 
     A crash or exception leaves any existing file at `path` untouched and removes the
-    temporary file (rules in the module docstring). `keep_suffix` keeps the final
-    extension on the temporary name, for writers that append their own extension.
+    temporary file; an existing file is replaced only with `overwrite` (rules in the
+    module docstring and `atomic_outputs`). `keep_suffix` keeps the final extension on
+    the temporary name, for writers that append their own extension.
     """
-    with atomic_outputs([path], keep_suffix=keep_suffix) as (tmp,):
+    with atomic_outputs([path], keep_suffix=keep_suffix, overwrite=overwrite, hint=hint) as (tmp,):
         yield tmp
+
+
+def _dead_and_old(match: re.Match, path: str) -> bool:
+    """A temporary name's process is gone and the file or folder predates this process."""
+    if match.group(1) is not None and _process_alive(int(match.group(1))):
+        return False
+    try:
+        return os.stat(path, follow_symlinks=False).st_mtime < _PROCESS_START
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def staged_folder(final: str | os.PathLike, keep: Callable[[str], bool] | None = None) -> Iterator[Path]:
+    """Build a folder under a hidden temporary sibling name; move it to `final` only if the block succeeds.
+
+    Nobody ever sees a half-made `final`: an exception, Ctrl-C or a full disk removes the
+    temporary folder, and one left by a killed process is removed by the next call for the
+    same `final` (its process gone, older than this one). An existing `final` (the caller
+    decided it may be replaced) is swapped out whole after its entries for which `keep`
+    is true were moved into the new folder, then deleted.
+    """
+    final = Path(os.path.realpath(final)) if os.path.islink(final) else Path(final)  # a linked OUT: its target
+    parent = final.parent if str(final.parent) else Path(".")
+    ensure_writable_dir(parent, "output folder")
+    pattern = re.compile(rf"^\.{re.escape(final.name)}\.(?:partial|replaced)-(\d+)-[0-9a-f]{{8}}$")
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(parent):
+            match = pattern.match(entry.name)
+            if match and entry.is_dir(follow_symlinks=False) and _dead_and_old(match, entry.path):
+                shutil.rmtree(entry.path, ignore_errors=True)
+    tag = f"{os.getpid()}-{secrets.token_hex(4)}"
+    staging = parent / f".{final.name}{PARTIAL_MARKER}{tag}"
+    try:
+        staging.mkdir()
+    except OSError as err:
+        raise write_error(final, err) from None
+    try:
+        yield staging
+        if final.is_dir() and not final.is_symlink():
+            for entry in os.scandir(final):
+                if keep is not None and keep(entry.name) and not os.path.lexists(staging / entry.name):
+                    os.rename(entry.path, staging / entry.name)
+            retired = parent / f".{final.name}.replaced-{tag}"
+            os.rename(final, retired)
+            os.rename(staging, final)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            try:
+                move_exclusive(staging, final)
+            except FileExistsError:
+                raise IPTError(f"output {_show(final)} was created by someone else meanwhile; it was not "
+                               "replaced") from None
+        _fsync(parent, directory=True)
+    except BaseException as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(err, OSError):
+            raise write_error(final, err) from None
+        raise
 
 
 def remove_stale_partials(directory: str | os.PathLike) -> list[Path]:
@@ -291,7 +517,9 @@ def remove_stale_partials(directory: str | os.PathLike) -> list[Path]:
 
     Only names `atomic_output` makes (``.<name>.partial-<pid>-...``, and what a writer
     added beside them) whose process no longer runs on this machine are removed, and
-    those of earlier ipt-ms versions (``.<name>.partial-XXXXXXXX...``, no process id).
+    those of earlier ipt-ms versions (``.<name>.partial-XXXXXXXX...``, no process id);
+    and only when last modified before this process started (a file still growing belongs
+    to a live writer, perhaps on another machine sharing the folder).
     """
     directory = Path(directory)
     removed: list[Path] = []
@@ -301,7 +529,7 @@ def remove_stale_partials(directory: str | os.PathLike) -> list[Path]:
         match = _PARTIAL_NAME.match(entry.name)
         if not match or entry.is_dir(follow_symlinks=False):
             continue
-        if match.group(1) is not None and _process_alive(int(match.group(1))):
+        if not _dead_and_old(match, entry.path):
             continue
         with contextlib.suppress(OSError):
             os.unlink(entry.path)
@@ -321,12 +549,79 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def save_figure(fig, path: str | os.PathLike) -> Path:
+LOCK_FILE = ".ipt-ms.lock"
+
+
+def _flock_holder(info: os.stat_result) -> int | None:
+    """The process holding a flock on the file `info` describes, from /proc/locks (Linux), or None."""
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
+            for line in locks:
+                fields = line.split()
+                if len(fields) >= 6 and fields[1] == "FLOCK" and fields[4].isdigit():
+                    major, minor, inode = fields[5].split(":")
+                    if int(inode) == info.st_ino and os.makedev(int(major, 16), int(minor, 16)) == info.st_dev:
+                        return int(fields[4])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class FolderLock:
+    """An exclusive lock on a folder, held while a command writes into it (a training's run folder).
+
+    `fcntl.flock` on ``FOLDER/.ipt-ms.lock`` (an empty file; the holder's process id is
+    read from /proc/locks, so a refused run changes nothing). The kernel drops the lock
+    when the process ends in any way (SIGKILL included), so a crashed run never leaves a
+    stale lock; a released lock removes its file, one left by a killed run is reused.
+    """
+
+    def __init__(self, folder: str | os.PathLike, what: str = "run folder"):
+        import fcntl
+
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK_FILE
+        self._fd: int | None = None
+        for _ in range(100):
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+            except OSError as err:
+                raise write_error(self.path, err) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as err:
+                holder = _flock_holder(os.fstat(fd))
+                os.close(fd)
+                if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise write_error(self.path, err) from None
+                who = f"process {holder}" if holder else "another process"
+                raise IPTError(f"{what} {_show(self.folder)} is in use by {who} (a training still running there); "
+                               "wait for it to end, or choose another folder") from None
+            try:  # the file a releasing holder removed meanwhile is no lock: take the current one
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except OSError:
+                same = False
+            if same:
+                self._fd = fd
+                return
+            os.close(fd)
+        raise IPTError(f"{what} {_show(self.folder)}: could not take its lock {_show(self.path)}")
+
+    def release(self) -> None:
+        """Let the next run in (the lock file goes too); also happens when this process ends."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)  # while still holding it: a waiting opener re-checks the name
+            os.close(self._fd)  # closing the only descriptor drops the flock
+            self._fd = None
+
+
+def save_figure(fig, path: str | os.PathLike, overwrite: bool = True) -> Path:
     """Write a matplotlib figure as PNG atomically, then free it (long runs plot repeatedly)."""
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    with atomic_output(path) as tmp:
+    with atomic_output(path, overwrite=overwrite) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path

@@ -37,8 +37,8 @@ import sys
 import threading
 from collections.abc import Iterator
 
-__all__ = ["STOP_SIGNALS", "Interrupted", "SignalWatcher", "add_detail", "exit_code", "install", "signal_name",
-           "uninstall", "watcher"]
+__all__ = ["STOP_SIGNALS", "Interrupted", "SignalWatcher", "add_detail", "compiling", "exit_code", "install",
+           "signal_name", "uninstall", "watcher"]
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -166,6 +166,24 @@ class SignalWatcher:
         finally:
             with self._lock:
                 self._deferred -= 1
+
+
+@contextlib.contextmanager
+def compiling() -> Iterator[None]:
+    """Hold a first SIGINT/SIGTERM until the block (a Graph-mode compilation) has ended, then
+    raise `Interrupted`: interrupted inside MindSpore's compiler, which calls back into
+    Python, the exception surfaces through MindSpore as dozens of ``[ERROR]`` lines and a
+    C++ stack. A second signal still stops at once. Without `install()` this does nothing."""
+    current = _WATCHER
+    if current is None or not current.blocking:
+        yield
+        return
+    with current._lock:
+        outermost = current._deferred == 0
+    with current.deferred():
+        yield
+    if outermost and current.requested is not None:
+        raise Interrupted(current.requested)
 
 
 def _child_defaults() -> None:

@@ -21,11 +21,11 @@ PRETRAIN_TASKS = ("sr_x2", "sr_x3", "sr_x4", "denoise_30", "denoise_50", "derain
 PRETRAIN_SCALES = (2, 3, 4, 1, 1, 1)
 
 _PATTERNS = (
-    (re.compile(r"^sr_x(\d+)$"), "sr"),
-    (re.compile(r"^denoise_(\d+(?:\.\d+)?)$"), "denoise"),
-    (re.compile(r"^derain$"), "derain"),
-    (re.compile(r"^deblur$"), "deblur"),
-    (re.compile(r"^restore_(\d+)$"), "restore"),
+    (re.compile(r"sr_x(\d+)", re.ASCII), "sr"),
+    (re.compile(r"denoise_(\d+(?:\.\d+)?)", re.ASCII), "denoise"),
+    (re.compile(r"derain"), "derain"),
+    (re.compile(r"deblur"), "deblur"),
+    (re.compile(r"restore_(\d+)", re.ASCII), "restore"),
 )
 
 
@@ -42,7 +42,7 @@ class Task:
 def parse_task(name: str) -> Task:
     """Parse a task name; raises IPTError for names that follow no known pattern."""
     for pattern, kind in _PATTERNS:
-        match = pattern.match(name)
+        match = pattern.fullmatch(name) if isinstance(name, str) else None  # `$` would let "sr_x2\n" through
         if not match:
             continue
         if kind == "sr":

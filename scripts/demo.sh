@@ -19,10 +19,10 @@ echo "== 1/5 sample photo"
 python -m ipt_ms.eval.photos "$OUT" --count 1 --height 64 --width 64  # astronaut.png, centre 64x64
 
 echo "== 2/5 seeded PyTorch checkpoint ($PRESET)"
-ipt-ms make-weights --preset "$PRESET" --seed 0 -o "$OUT/ipt_seeded.pt"
+ipt-ms make-weights --preset "$PRESET" --seed 0 -o "$OUT/ipt_seeded.pt" --overwrite   # a rerun replaces its own files
 
 echo "== 3/5 convert PyTorch -> MindSpore"
-ipt-ms convert "$OUT/ipt_seeded.pt" "$OUT/ipt_seeded.ckpt"
+ipt-ms convert "$OUT/ipt_seeded.pt" "$OUT/ipt_seeded.ckpt" --overwrite
 
 echo "== 4/5 layer-by-layer parity, every task"
 ipt-ms parity "$OUT/ipt_seeded.pt" --ckpt "$OUT/ipt_seeded.ckpt" --task all \

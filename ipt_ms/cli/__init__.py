@@ -13,7 +13,7 @@ import importlib
 import sys
 
 from ipt_ms.cli._common import OneLineParser
-from ipt_ms.errors import IPTError
+from ipt_ms.errors import IPTError, sanitize
 
 # Sub-command modules, in the order `ipt-ms --help` lists them.
 COMMAND_MODULES = [
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = args.func(args)
     except IPTError as err:
-        print(f"ipt-ms {args.command}: error: {err}", file=sys.stderr)
+        print(f"ipt-ms {args.command}: error: {sanitize(err)}", file=sys.stderr)
         return err.exit_code
     except OSError as err:  # what the system refused (a name over the length limit, ...) as one line
         import errno
@@ -116,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
 
         signum = getattr(err, "signum", 2)
         detail = getattr(err, "detail", "") or getattr(err, "ipt_detail", "")
-        print(f"ipt-ms {args.command}: interrupted by {signal_name(signum)}" + (f": {detail}" if detail else ""),
-              file=sys.stderr)
+        print(f"ipt-ms {args.command}: interrupted by {signal_name(signum)}" + (f": {sanitize(detail)}" if detail
+                                                                               else ""), file=sys.stderr)
         return exit_code(signum)
     return int(code or 0)
 

@@ -7,7 +7,7 @@ import logging
 import math
 from pathlib import Path
 
-from ipt_ms.errors import IPTError
+from ipt_ms.errors import IPTError, sanitize
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -17,7 +17,7 @@ class OneLineParser(argparse.ArgumentParser):
     """
 
     def error(self, message: str):
-        text = " ".join(str(message).split())
+        text = sanitize(" ".join(str(message).split()))
         self.exit(2, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
 
 
@@ -102,6 +102,14 @@ def add_quiet_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
+class SanitizingFormatter(logging.Formatter):
+    """Console log lines with control characters escaped (`ipt_ms.errors.sanitize`): a warning
+    that names a file or key the user supplied stays one plain line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return sanitize(super().format(record))
+
+
 def setup_logging(quiet: bool = False) -> None:
     """Warnings from the library (image conversions, skipped files) go to stderr, one line each.
 
@@ -113,6 +121,7 @@ def setup_logging(quiet: bool = False) -> None:
     if not root.handlers:
         logging.basicConfig(format="ipt-ms: %(message)s")
         root.handlers[0].ipt_console = True
+        root.handlers[0].setFormatter(SanitizingFormatter("ipt-ms: %(message)s"))
     for handler in root.handlers:
         if getattr(handler, "ipt_console", False):
             handler.setLevel(logging.ERROR if quiet else logging.INFO)

@@ -21,6 +21,8 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="CPU, GPU, Ascend or auto (overrides train.device)")
     parser.add_argument("--mode", default=None, choices=("graph", "pynative"), help="overrides train.mode")
     parser.add_argument("--max-steps", type=positive_int, default=None, help="stop after this many steps in total")
+    parser.add_argument("--allow-data-change", action="store_true",
+                        help="with --resume: go on although images were added to or removed from the training data")
     add_compile_cache_arg(parser)
     add_quiet_arg(parser)
 
@@ -63,6 +65,8 @@ def training_config(args: argparse.Namespace, kind: str | None, init: str | None
             overrides.append(f"{key}={value}")
     if args.compile_cache is not None:
         overrides.append(f"train.compile_cache={args.compile_cache!r}")
+    if args.allow_data_change:
+        overrides.append("train.allow_data_change=true")
     cfg = load_train_config(args.config, overrides + list(args.overrides))
     # paths are set as given (not parsed as YAML, where "a: b" would become a mapping)
     if args.output:

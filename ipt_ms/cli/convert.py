@@ -24,6 +24,7 @@ def register(subparsers) -> None:
     p.add_argument("--task", default=None,
                    help="keep only this task (name or index) as a single-task model, e.g. for mindediting")
     add_architecture_overrides(p)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing DST (never SRC)")
     p.add_argument("--verbose", action="store_true", help="list every mismatched key on failure")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line (shown for files over 50 MB)")
     p.set_defaults(func=run)
@@ -34,7 +35,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from ipt_ms.convert.weights import convert_file, describe
-    from ipt_ms.errors import WeightsMismatchError
+    from ipt_ms.errors import WeightsMismatchError, sanitize
     from ipt_ms.progress import StepProgress
 
     src = Path(args.src)
@@ -42,13 +43,13 @@ def run(args) -> int:
     try:
         with StepProgress("convert", 1, enable=not args.quiet and size > 50e6) as steps:
             steps.start(f"{src.name} ({size / 1e6:.0f} MB) -> {Path(args.dst).name}")
-            spec = convert_file(args.src, args.dst, layout=args.layout, task=args.task,
+            spec = convert_file(args.src, args.dst, layout=args.layout, task=args.task, overwrite=args.overwrite,
                                 **architecture_overrides(args))
     except WeightsMismatchError as err:
         if args.verbose:
             print(err.details(), file=sys.stderr)
         raise
-    print(f"wrote {args.dst}" + ("" if args.layout == "ipt-ms" else f" ({args.layout} layout)"))
+    print(f"wrote {sanitize(args.dst)}" + ("" if args.layout == "ipt-ms" else f" ({args.layout} layout)"))
     print(describe(spec))
     if args.layout != "ipt-ms":
         print("task order in the file: " + ", ".join(f"{i}={n}" for i, n in enumerate(_zoo_order(spec))))

@@ -27,6 +27,7 @@ def register(subparsers) -> None:
                         "another is asked; 18 from PyTorch, the minimum there)")
     p.add_argument("--with-stages", action="store_true",
                    help="also output every parity stage as 'stage/<name>' (for `ipt-ms parity --onnx`)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--device", default="auto", help="MindSpore device used while tracing (default: auto)")
     add_architecture_overrides(p)
     add_quiet_arg(p)
@@ -34,11 +35,12 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from ipt_ms.errors import sanitize
     from ipt_ms.export import export_weights
 
     results = export_weights(args.weights, args.output, fmt=args.fmt, task=args.task, source=args.source,
                              opset=args.opset, with_stages=args.with_stages, device=args.device,
-                             progress=not args.quiet, **architecture_overrides(args))
+                             progress=not args.quiet, overwrite=args.overwrite, **architecture_overrides(args))
     for result in results:
-        print(f"wrote {result.describe()}")
+        print(f"wrote {sanitize(result.describe())}")
     return 0

@@ -40,18 +40,24 @@ def register(subparsers) -> None:
     p.add_argument("--num-layers", type=positive_int, default=None)
     p.add_argument("--num-heads", type=positive_int, default=None)
     p.add_argument("--patch-size", type=positive_int, default=None)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from pathlib import Path
+
     from ipt_ms.convert.weights import describe, save_weights, weights_format
+    from ipt_ms.errors import IPTError, sanitize
     from ipt_ms.fileio import check_output_file
     from ipt_ms.tasks import parse_task
     from parity.seeded import seeded_state
 
     weights_format(args.output)  # extension and path checked before the (slow) initialisation
     check_output_file(args.output)
+    if Path(args.output).exists() and not args.overwrite:  # before the (slow) initialisation
+        raise IPTError(f"output {args.output!r} already exists; pass --overwrite to replace it")
     overrides = {k: v for k, v in (("n_feats", args.n_feats), ("num_layers", args.num_layers),
                                    ("num_heads", args.num_heads), ("patch_size", args.patch_size)) if v is not None}
     if args.tasks:
@@ -70,7 +76,7 @@ def run(args) -> int:
         steps.start(f"initialising {spec.num_parameters():,} parameters (seed {args.seed})")
         state = seeded_state(spec, args.seed)
         steps.start(f"writing {args.output}")
-        save_weights(args.output, state, spec)
-    print(f"wrote {args.output} (seed {args.seed})")
+        save_weights(args.output, state, spec, overwrite=args.overwrite)
+    print(f"wrote {sanitize(args.output)} (seed {args.seed})")
     print(describe(spec))
     return 0

@@ -88,7 +88,11 @@ def run(args) -> int:
         print(report.summary())
         if args.report:
             directory = Path(args.report) / report.task if len(tasks) > 1 else Path(args.report)
-            for path in report.write(directory):
+            from ipt_ms.fileio import overwriting
+
+            with overwriting():  # the report folder's own files, rewritten on every run (never an input)
+                written = report.write(directory)
+            for path in written:
                 print(f"wrote {path}")
         if not report.ok:
             failed.append(report.task)

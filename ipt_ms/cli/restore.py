@@ -129,7 +129,7 @@ def run(args) -> int:
     import numpy as np
 
     from ipt_ms.data.imageio import read_image_planes, write_image
-    from ipt_ms.fileio import atomic_outputs, check_output_dir, output_dir
+    from ipt_ms.fileio import OVERWRITE_HINT, atomic_outputs, check_output_dir, output_dir
     from ipt_ms.inference import restore_array, with_input_planes
     from ipt_ms.memory import check_restore
     from ipt_ms.predictors import create_predictor
@@ -159,7 +159,8 @@ def run(args) -> int:
                 out = restore_array(predictor, image, scale=predictor.scale, patch=spec.patch_size,
                                     protocol=args.protocol)
                 written = with_input_planes(out, planes.gray, planes.alpha, predictor.scale)
-                with atomic_outputs([png] + ([npy] if npy else [])) as tmps:  # both files or neither
+                with atomic_outputs([png] + ([npy] if npy else []), overwrite=args.overwrite,
+                                    hint=OVERWRITE_HINT) as tmps:  # both files or neither, never over another
                     write_image(tmps[0], written, atomic=False)
                     if npy:
                         with open(tmps[1], "wb") as fh:

@@ -41,13 +41,15 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--preview", metavar="SHEET.png", help="also write a clean-vs-degraded contact sheet")
     parser.add_argument("--recursive", action="store_true", help="include sub-folders (names become a_b)")
-    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty OUT")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the synth set in OUT (whole: no stale pairs; other files in OUT are kept)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ipt_ms.data.synth import synthesize
+    from ipt_ms.errors import sanitize
     from ipt_ms.progress import progress_wanted
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
@@ -66,12 +68,12 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=progress_wanted(not args.quiet),  # a bar on a terminal only, never into a pipe
     )
-    print(f"wrote {report.files_written} files for {len(report.names)} images to {report.out_dir}")
+    print(sanitize(f"wrote {report.files_written} files for {len(report.names)} images to {report.out_dir}"))
     for task, folder in report.folders.items():
-        print(f"  {task:<12} {report.out_dir / folder}")
-    print(f"  manifest     {report.manifest}")
+        print(sanitize(f"  {task:<12} {report.out_dir / folder}"))
+    print(sanitize(f"  manifest     {report.manifest}"))
     if report.preview is not None:
-        print(f"  preview      {report.preview}")
+        print(sanitize(f"  preview      {report.preview}"))
     return 0
 
 

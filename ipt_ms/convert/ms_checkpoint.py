@@ -142,7 +142,10 @@ def read_ckpt(path: str | Path) -> dict[str, np.ndarray | str]:
     Raises IPTError naming the file (and the entry) for anything that is not a complete,
     unencrypted MindSpore checkpoint.
     """
+    from ipt_ms.fileio import note_input
+
     path = Path(path)
+    note_input(path)  # no output of this command may replace it
     name = repr(str(path))
     try:
         raw = path.read_bytes()

@@ -45,7 +45,7 @@ from ipt_ms.convert.keymap import (
 )
 from ipt_ms.convert.layout import LAYOUTS, unpack
 from ipt_ms.errors import IPTError, first_line
-from ipt_ms.fileio import atomic_output, check_output_file
+from ipt_ms.fileio import OVERWRITE_HINT, atomic_output, check_output_file, note_input
 from ipt_ms.runtime import mindspore_log_silenced
 from ipt_ms.spec import IPTSpec
 from ipt_ms.tasks import PRETRAIN_SCALES, PRETRAIN_TASKS
@@ -168,6 +168,7 @@ def read_weight_file(path: str | Path, variant: str | None = None) -> WeightFile
     `variant` picks an ipt-ms training checkpoint's weight set: "ema" (its moving averages),
     "raw", or None (the averages when present, as validation and export use them)."""
     path = check_weights_path(path)
+    note_input(path)  # no output of this command may replace it
     suffix = path.suffix.lower()
     found = sniff_format(path)
     if found == "onnx":
@@ -447,8 +448,11 @@ def state_digest(spec: IPTSpec, state: dict[str, np.ndarray]) -> str:
 
 
 # ------------------------------------------------------------------------------- writing
-def save_weights(path: str | Path, state: dict[str, np.ndarray], spec: IPTSpec, layout: str = "ipt-ms") -> None:
+def save_weights(path: str | Path, state: dict[str, np.ndarray], spec: IPTSpec, layout: str = "ipt-ms",
+                 overwrite: bool = False) -> None:
     """Write official-keyed arrays in the format the extension names, atomically.
+
+    An existing file at `path` is replaced only with `overwrite` (`ipt_ms.fileio.atomic_output`).
 
     `layout` "ipt-ms" (default) writes this package's files with the architecture inside;
     "zoo" / "zoo-hub" write a MindSpore model-zoo .ckpt (see `zoo_state`).
@@ -462,18 +466,18 @@ def save_weights(path: str | Path, state: dict[str, np.ndarray], spec: IPTSpec, 
         if naming != "mindspore":
             raise IPTError("the model-zoo layout is a MindSpore checkpoint: name the output .ckpt, "
                            f"not {path.suffix!r}")
-        write_ms_checkpoint(path, zoo_state(state, spec, hub=layout == "zoo-hub"), {})
+        write_ms_checkpoint(path, zoo_state(state, spec, hub=layout == "zoo-hub"), {}, overwrite=overwrite)
         return
     ms_params = torch_to_mindspore(state, spec)  # validates before anything is written
     if naming == "mindspore":
-        _write_ckpt(path, ms_params, spec)
+        _write_ckpt(path, ms_params, spec, overwrite)
         return
     official = {k: (state[k] if k in state else np.arange(shape[-1], dtype=np.int64).reshape(shape))
                 for k, shape in spec.torch_state_shapes().items()}
     if path.suffix.lower() == ".safetensors":
         from safetensors.numpy import save_file
 
-        with atomic_output(path) as tmp:
+        with atomic_output(path, overwrite=overwrite, hint=OVERWRITE_HINT) as tmp:
             save_file({k: np.ascontiguousarray(v) for k, v in official.items()}, str(tmp),
                       metadata={SPEC_METADATA_KEY: spec.to_json(), "format": "pt"})
     else:
@@ -481,7 +485,7 @@ def save_weights(path: str | Path, state: dict[str, np.ndarray], spec: IPTSpec, 
 
         tensors = OrderedDict((k, torch.from_numpy(np.ascontiguousarray(v))) for k, v in official.items())
         tensors._metadata = OrderedDict([("", {"version": 1}), (TORCH_METADATA_ENTRY, {"spec": spec.to_json()})])
-        with atomic_output(path) as tmp:
+        with atomic_output(path, overwrite=overwrite, hint=OVERWRITE_HINT) as tmp:
             torch.save(tensors, tmp)
 
 
@@ -512,7 +516,8 @@ def zoo_state(state: dict[str, np.ndarray], spec: IPTSpec, hub: bool = False) ->
     return out
 
 
-def write_ms_checkpoint(path: str | Path, params: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
+def write_ms_checkpoint(path: str | Path, params: dict[str, np.ndarray], metadata: dict[str, str],
+                        overwrite: bool = False) -> None:
     """Write a MindSpore .ckpt atomically: parameters by name, plus string entries (append_dict).
 
     The one .ckpt writer (weights and training checkpoints). `atomic_output` removes
@@ -523,16 +528,16 @@ def write_ms_checkpoint(path: str | Path, params: dict[str, np.ndarray], metadat
     import mindspore as ms
 
     entries = [{"name": k, "data": ms.Tensor(np.ascontiguousarray(v))} for k, v in params.items()]
-    with atomic_output(path) as tmp, mindspore_log_silenced():
+    with atomic_output(path, overwrite=overwrite, hint=OVERWRITE_HINT) as tmp, mindspore_log_silenced():
         ms.save_checkpoint(entries, str(tmp), append_dict=metadata or None)
 
 
-def _write_ckpt(path: Path, params: dict[str, np.ndarray], spec: IPTSpec) -> None:
-    write_ms_checkpoint(path, params, {SPEC_METADATA_KEY: spec.to_json()})
+def _write_ckpt(path: Path, params: dict[str, np.ndarray], spec: IPTSpec, overwrite: bool = False) -> None:
+    write_ms_checkpoint(path, params, {SPEC_METADATA_KEY: spec.to_json()}, overwrite=overwrite)
 
 
 def convert_file(src: str | Path, dst: str | Path, *, layout: str = "ipt-ms", task: str | None = None,
-                 **overrides) -> IPTSpec:
+                 overwrite: bool = False, **overrides) -> IPTSpec:
     """Convert a weights file to the format of `dst`'s extension, in `layout`.
 
     `task` keeps one task (head, tail, query row) as a single-task model, as the zoo's
@@ -551,7 +556,7 @@ def convert_file(src: str | Path, dst: str | Path, *, layout: str = "ipt-ms", ta
 
         spec = spec.name_placeholder_task(task)
         spec, state = select_task(spec, state, task)
-    save_weights(dst, state, spec, layout=layout)
+    save_weights(dst, state, spec, layout=layout, overwrite=overwrite)
     return spec
 
 

@@ -435,7 +435,10 @@ def _decode(path: Path, gray_as_2d: bool = False) -> np.ndarray:
     """The file's pixels as decoded (uint8/uint16/float, HxW or HxWxC), limits checked.
 
     OpenCV decodes a grayscale JPEG to 3 equal channels; `gray_as_2d` gives it back as HxW."""
+    from ipt_ms.fileio import note_input
+
     _check_regular_file(path)
+    note_input(path)  # no output of this command may replace it (ipt_ms.fileio)
     try:
         raw = path.read_bytes()
     except OSError as err:
@@ -510,14 +513,16 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
     return np.clip(np.floor(img.astype(np.float64) + 0.5), 0, 255).astype(np.uint8)
 
 
-def write_image(path: os.PathLike | str, img: np.ndarray, quality: int = 95, atomic: bool = True) -> Path:
+def write_image(path: os.PathLike | str, img: np.ndarray, quality: int = 95, atomic: bool = True,
+                overwrite: bool = False) -> Path:
     """Write an HxW, HxWx3 (or with alpha HxWx2 / HxWx4) image (uint8, or float in [0, 255],
     rounded); creates parents.
 
     The format comes from the extension. ``atomic`` (default) writes a temporary file and
     renames it (`ipt_ms.fileio.atomic_output`): the file is complete or absent, and a full
     disk is one line naming it. ``atomic=False`` writes `path` directly (for a caller
-    that already writes to its own temporary name).
+    that already writes to its own temporary name). An existing file is replaced only with
+    ``overwrite``.
     """
     from ipt_ms.fileio import atomic_output, write_error
 
@@ -543,7 +548,7 @@ def write_image(path: os.PathLike | str, img: np.ndarray, quality: int = 95, ato
             raise IPTError(f"cannot write image {path}: {err}") from None
 
     if atomic:
-        with atomic_output(path) as tmp:
+        with atomic_output(path, overwrite=overwrite) as tmp:
             save(tmp)
         return path
     try:

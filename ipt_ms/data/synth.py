@@ -17,9 +17,15 @@ All random draws are seeded by (seed, image name), so re-running on a subset or 
 another machine writes the same images.
 
 Nothing is written until every input has been decoded once and the output folder (and
-preview file) checked, so a bad image, a name clash or an unwritable folder stops the
-command with one line and no files. Every file is written atomically and the manifest
-last: a folder with ``synth.json`` is complete.
+preview file) checked, so a bad image, a name clash, an image too small for a task's
+scale or an unwritable folder stops the command with one line and no files. The set is
+built in a hidden sibling folder (``.OUT.partial-...``) with the manifest written last,
+and moved to OUT only when complete: after Ctrl-C, a full disk or a crash there is no
+half-made OUT for `ipt-ms eval` to score (a folder left by a killed run is removed by
+the next synth into the same OUT). ``overwrite`` replaces a previous synth set whole
+(images of photos no longer in SRC do not survive); entries of OUT that synth does not
+make are kept. OUT is never read as input, even inside SRC with ``recursive``, and the
+preview never replaces an input.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from ipt_ms.data.degrade import Degrader
 from ipt_ms.data.imageio import list_images, read_image, to_uint8, write_image
 from ipt_ms.data.rain import StreakLayers
 from ipt_ms.errors import IPTError
-from ipt_ms.fileio import atomic_output, check_output_dir, check_output_file
+from ipt_ms.fileio import OVERWRITE_HINT, atomic_output, check_new_output, check_output_dir, staged_folder
 from ipt_ms.tasks import PRETRAIN_TASKS, Task, parse_task
 
 __all__ = ["SynthReport", "make_preview", "synthesize", "task_output_dir"]
@@ -69,6 +75,19 @@ def task_output_dir(task: Task) -> str:
     if task.kind == "deblur":
         return "deblur/test/synth"
     raise IPTError(f"task {task.name} cannot be synthesised")
+
+
+#: top-level entries of OUT that synth makes (what ``overwrite`` replaces)
+_MADE_HERE = ("HR", "LR_bicubic", "derain", "deblur", MANIFEST)
+
+
+def _made_by_synth(entry: str) -> bool:
+    return entry in _MADE_HERE or entry.startswith("denoise_")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    path, folder = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
+    return path == folder or folder in path.parents
 
 
 def _names_for(folder: Path, files: list[Path], recursive: bool) -> list[str]:
@@ -110,7 +129,7 @@ PREVIEW_MAX_IMAGES = 16
 
 
 def make_preview(rows: list[tuple[str, list[tuple[str, np.ndarray]]]], path: os.PathLike | str,
-                 total_images: int | None = None) -> Path:
+                 total_images: int | None = None, overwrite: bool = False) -> Path:
     """Write a contact sheet: one row per image (its name, then clean | each task's degraded
     crop), every panel labelled; a title line says how many of the images are shown."""
     if not rows:
@@ -132,7 +151,7 @@ def make_preview(rows: list[tuple[str, list[tuple[str, np.ndarray]]]], path: os.
     sheet = [_title_bar(title, width), np.full((gap, width, 3), 255, np.uint8)]
     for line in lines:
         sheet += [line, np.full((gap, width, 3), 255, np.uint8)]
-    return write_image(path, np.concatenate(sheet, axis=0))
+    return write_image(path, np.concatenate(sheet, axis=0), overwrite=overwrite)
 
 
 def _title_bar(text: str, width: int) -> np.ndarray:
@@ -177,30 +196,57 @@ def synthesize(
     parsed = [parse_task(t) for t in tasks]
     if not parsed:
         raise IPTError("no tasks given")
-    files = list_images(source, recursive=recursive, what="clean image folder")
-    names = _names_for(source, files, recursive)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise IPTError(f"output path {out_dir} exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise IPTError(f"output folder {out_dir} is not empty (use --overwrite to write into it)")
     if out_dir.resolve() == source.resolve():
         raise IPTError("the output folder must differ from the input folder")
+    if _inside(source, out_dir):
+        raise IPTError(f"the input folder {str(source)!r} is inside the output folder {str(out_dir)!r}")
+    files = [p for p in list_images(source, recursive=recursive, what="clean image folder")
+             if not _inside(p, out_dir)]  # never an earlier output read back as a clean image
+    if not files:
+        raise IPTError(f"clean image folder {str(source)!r} holds no images outside the output folder")
+    names = _names_for(source, files, recursive)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise IPTError(f"output path {str(out_dir)!r} exists and is not a folder")
+    existing = sorted(os.listdir(out_dir)) if out_dir.is_dir() else []
+    if existing and not overwrite:
+        raise IPTError(f"output folder {str(out_dir)!r} is not empty (use --overwrite to replace the set in it)")
+    if existing and MANIFEST not in existing and any(_made_by_synth(e) for e in existing):
+        raise IPTError(f"output folder {str(out_dir)!r} holds no {MANIFEST}: it is not a complete synth set, "
+                       "so --overwrite does not replace it; remove it or choose another folder")
     check_output_dir(out_dir)
-    if preview is not None:
-        check_output_file(preview, "preview")
-    for path in files:  # every input decodes before the first file is written
-        read_image(path)
+    for path, name in zip(files, names):  # every input decodes before the first file is written
+        shape = read_image(path).shape
+        for task in parsed:
+            if task.kind == "sr" and min(shape[:2]) < task.scale:
+                raise IPTError(f"{str(path)!r} is {shape[1]}x{shape[0]} pixels, too small for {task.name}: its "
+                               f"low-resolution image would be empty")
+        if any(ord(c) < 32 or ord(c) == 127 for c in name):
+            raise IPTError(f"the output name of {str(path)!r} would hold a control character; rename the file")
+    if preview is not None:  # after the inputs are read: it may be none of them
+        check_new_output(preview, overwrite, OVERWRITE_HINT, "preview")
 
     rain = StreakLayers(rain_streaks) if rain_streaks is not None else rain_preset
     blur_cfg = BlurConfig(kind=blur)
     degraders = [Degrader(t, clip=clip, rain=rain, blur=blur_cfg) for t in parsed]
     report = SynthReport(out_dir=out_dir, tasks=[t.name for t in parsed], names=names)
     report.folders = {t.name: task_output_dir(t) for t in parsed}
-    preview_rows: list[tuple[str, list[tuple[str, np.ndarray]]]] = []
     # One crop size for every row: a multiple of all SR scales.
     step = math.lcm(*[t.scale for t in parsed])
     crop = max(step, preview_size - preview_size % step)
 
+    with staged_folder(out_dir, keep=lambda entry: not _made_by_synth(entry)) as staging:
+        preview_rows = _write_set(staging, files, names, parsed, degraders, seed, report, preview, crop, progress,
+                                  tqdm)
+        _write_manifest(staging, report, source, seed, names, parsed, clip, rain_streaks, rain_preset, blur_cfg)
+    report.manifest = out_dir / MANIFEST
+    if preview is not None:
+        report.preview = make_preview(preview_rows, preview, total_images=len(names), overwrite=overwrite)
+    return report
+
+
+def _write_set(out_dir: Path, files, names, parsed, degraders, seed, report, preview, crop, progress, tqdm) -> list:
+    """Every image and its degraded versions into `out_dir`; returns the preview rows."""
+    preview_rows: list[tuple[str, list[tuple[str, np.ndarray]]]] = []
     bar = tqdm(list(zip(files, names)), desc="synth", unit="img", disable=not progress)
     for path, name in bar:
         clean = read_image(path)
@@ -231,7 +277,12 @@ def synthesize(
         if panels:
             preview_rows.append((name, panels))
     bar.close()
+    return preview_rows
 
+
+def _write_manifest(out_dir: Path, report, source, seed, names, parsed, clip, rain_streaks, rain_preset,
+                    blur_cfg) -> None:
+    """synth.json, written last: its presence means the set is complete."""
     manifest = {
         "source": str(source),
         "seed": int(seed),
@@ -252,9 +303,5 @@ def synthesize(
         manifest["blur"] = {"kind": blur_cfg.kind, "canvas": blur_cfg.canvas, "max_len": blur_cfg.max_len,
                             "iters": blur_cfg.iters, "length_range": list(blur_cfg.length_range),
                             "padding": "reflect (half-sample symmetric)"}
-    if preview is not None:
-        report.preview = make_preview(preview_rows, preview, total_images=len(names))
-    report.manifest = out_dir / MANIFEST
-    with atomic_output(report.manifest) as tmp:  # last: its presence means the folder is complete
+    with atomic_output(out_dir / MANIFEST) as tmp:  # last: its presence means the folder is complete
         tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    return report

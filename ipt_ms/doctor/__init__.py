@@ -151,7 +151,7 @@ class DoctorReport:
         written = []
         for name, text in (("doctor.json", json.dumps(self.to_dict(), indent=2, default=str)),
                            ("doctor.md", self.to_markdown())):
-            with atomic_output(directory / name) as tmp:
+            with atomic_output(directory / name, overwrite=True) as tmp:  # its own report, rewritten each run
                 tmp.write_text(text + "\n")
             written.append(directory / name)
         return written
@@ -228,7 +228,10 @@ def check_parity(options: DoctorOptions, weights: Path, task: str, device: str, 
 
     report = run_parity(str(weights), task=task, mode=options.mode, device=device, stage_tol=options.stage_tol,
                         output_tol=options.output_tol, floor_factor=options.floor_factor)
-    report.write(out / "parity" / task)
+    from ipt_ms.fileio import overwriting
+
+    with overwriting():  # the doctor's own report folder, rewritten on every run
+        report.write(out / "parity" / task)
     lines = report.summary().splitlines()
     return Check("", "pass" if report.ok else "fail",
                  f"MindSpore {device} vs PyTorch CPU: " + "; ".join(line.strip() for line in lines[:2]),

@@ -174,7 +174,7 @@ class ResultsLog:
 
     def _start(self) -> None:
         header = {"kind": _LOG_KIND, "version": _LOG_VERSION, "settings": self.settings}
-        with atomic_output(self.path) as tmp:
+        with atomic_output(self.path, overwrite=True) as tmp:  # eval's own results file
             tmp.write_text(json.dumps(header) + "\n")
 
     def _load(self) -> None:
@@ -257,8 +257,8 @@ def _save_output(path: Path, output: np.ndarray) -> None:
     from ipt_ms.data.imageio import write_image
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(path) as tmp:
-        write_image(tmp, quantize(output).astype(np.uint8))
+    with atomic_output(path, overwrite=True) as tmp:  # eval's own image folder, rewritten per run
+        write_image(tmp, quantize(output).astype(np.uint8), atomic=False)
 
 
 def run_settings(settings: EvalSettings, runners: list[Runner]) -> dict:

@@ -131,7 +131,7 @@ class _Comparer:
 
 
 def save_strip_source(path: Path, set_name: str, pair, first: np.ndarray, second: np.ndarray) -> None:
-    with atomic_output(path) as tmp, open(tmp, "wb") as fh:
+    with atomic_output(path, overwrite=True) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, set=np.array(set_name), name=np.array(pair.name), lq=pair.lq, gt=pair.gt, first=first,
                  second=second)
 
@@ -234,8 +234,8 @@ def parity_bench(sets: list[EvalSet], runners: list[Runner], settings: EvalSetti
         strip = _strip_for(worst, out_dir, sets, runners, settings)
         from ipt_ms.data.imageio import write_image
 
-        with atomic_output(out_dir / STRIP_FILE) as tmp:
-            write_image(tmp, strip)
+        with atomic_output(out_dir / STRIP_FILE, overwrite=True) as tmp:
+            write_image(tmp, strip, atomic=False)
         extra += [f"Largest relative output difference: {worst['set']}/{worst['name']} "
                   f"({worst['compare']['max_rel_diff']:.2g}; dPSNR {fmt_delta(worst['compare']['dpsnr'])} dB). "
                   f"Panels: input, {labels[0]}, {labels[1]}, |difference| of the float outputs on a fixed scale "

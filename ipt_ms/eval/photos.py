@@ -42,7 +42,8 @@ def write_sample_photos(out_dir: os.PathLike | str, names: tuple[str, ...] | lis
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    return [write_image(out / f"{name}.png", sample_photo(name, height, width)) for name in names]
+    # the sample photos, rewritten by a second run (the quick start may be repeated)
+    return [write_image(out / f"{name}.png", sample_photo(name, height, width), overwrite=True) for name in names]
 
 
 def main(argv: list[str] | None = None) -> int:

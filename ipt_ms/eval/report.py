@@ -48,7 +48,7 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 def write_text(path: os.PathLike | str, text: str) -> Path:
     path = Path(path)
-    with atomic_output(path) as tmp:
+    with atomic_output(path, overwrite=True) as tmp:  # the report of the results folder, rewritten per run
         tmp.write_text(text, encoding="utf-8")
     return path
 

@@ -23,6 +23,7 @@ deletes the newer ones; "latest" means the most recently written.
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ class TrainState:
     best: dict[str, Any] = field(default_factory=dict)  # validation: task -> {"psnr", "step"}
     config: dict[str, Any] = field(default_factory=dict)
     rng: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)  # `data_fingerprint` of the training set
 
     def to_json(self) -> str:
         data = dict(self.__dict__)
@@ -71,6 +73,28 @@ class TrainState:
                            f"(this version writes {FORMAT_VERSION})")
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def data_fingerprint(items, root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """What identifies a training set: its number of items and a digest of their names and
+    sizes (files) or names (pair datasets), so a resumed run notices images added or removed."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    if isinstance(items, (list, tuple)) and all(isinstance(p, (str, os.PathLike)) for p in items):
+        for p in sorted(map(str, items)):
+            try:
+                size = os.stat(p).st_size
+            except OSError:
+                size = -1
+            name = os.path.relpath(p, root) if root is not None else p  # however --data was spelled
+            digest.update(f"{name}\0{size}\n".encode("utf-8", "surrogateescape"))
+    else:
+        names = getattr(items, "names", None)
+        names = list(names() if callable(names) else names) if names is not None else []
+        for name in sorted(map(str, names)):
+            digest.update(f"{name}\n".encode("utf-8", "surrogateescape"))
+    return {"items": len(items), "digest": digest.hexdigest()[:32]}
 
 
 # ------------------------------------------------------------------------------- RNG states
@@ -161,7 +185,7 @@ def save_checkpoint(directory: str | Path, tensors: dict[str, np.ndarray], state
     directory = Path(directory)
     path = directory / checkpoint_name(state.global_step)
     try:  # write_ms_checkpoint keeps MindSpore's log quiet and removes its temporary files on failure
-        write_ms_checkpoint(path, tensors, {STATE_KEY: state.to_json(), SPEC_KEY: spec_json})
+        write_ms_checkpoint(path, tensors, {STATE_KEY: state.to_json(), SPEC_KEY: spec_json}, overwrite=True)
     except IPTError as err:
         raise IPTError(f"{err}; the checkpoints already in {directory} are kept") from err
     except (OSError, RuntimeError) as err:

@@ -32,7 +32,23 @@ RESUME_SAFE_KEYS = (
     "val.every",
     "val.strips",
     "val.ssim",
+    "train.allow_data_change",
     "output",
+)
+
+#: Keys that may change on resume although the steps still to come then differ from an
+#: uninterrupted run: what the advice after a non-finite loss asks for (a lower rate,
+#: clipping, skipping such batches) and how validation is done. The run says which changed.
+RESUME_ADJUSTABLE_KEYS = (
+    "optim.lr",
+    "optim.grad_clip_norm",
+    "train.on_nonfinite",
+    "val.data",
+    "val.sets",
+    "val.crop",
+    "val.limit",
+    "val.protocol",
+    "val.best",
 )
 
 
@@ -164,6 +180,8 @@ class RuntimeConfig:
     time_limit_min: Optional[float] = option(None, min=0.0, min_inclusive=False,
                                              help="stop (checkpoint, export) after this many minutes; single process")
     init: Optional[str] = option(None, help="weights to start from (.ckpt/.pt/.pth/.safetensors)")
+    allow_data_change: bool = option(False, help="resume although the training images differ from the "
+                                                 "checkpoint's (--allow-data-change)")
     accumulate: int = option(1, min=1, help="micro-batches per optimizer step (data.batch_size is split into them)")
     ema_decay: Optional[float] = option(None, min=0.0, max=1.0, max_inclusive=False,
                                         help="keep an exponential moving average of the weights; "
@@ -214,12 +232,21 @@ class OutputConfig:
     tensorboard: bool = option(True, help="TensorBoard event files in the run directory")
 
     def validate(self) -> None:
+        from pathlib import PurePath
+
         from ipt_ms.convert.weights import weights_format
 
         try:
             weights_format(self.export)
         except IPTError as err:
             raise ConfigError(f"export: {err}") from None
+        parts = PurePath(self.export).parts
+        # the export is the run's own file: never the init weights, a checkpoint or anything outside the run
+        if PurePath(self.export).is_absolute() or ".." in parts or not parts:
+            raise ConfigError(f"export: {self.export!r} must be a file name inside the run folder (output.dir), "
+                              "not a path outside it")
+        if parts[0] == "checkpoints" or (len(parts) == 1 and parts[0].startswith("best_")):
+            raise ConfigError(f"export: {self.export!r} is where the run keeps its checkpoints; choose another name")
 
 
 @dataclass
@@ -271,9 +298,15 @@ def load_train_config(path: str | None = None, overrides: list[str] | tuple[str,
     return load_config(TrainConfig, path, overrides, data=data)
 
 
+def resume_adjusted(saved: dict, current: TrainConfig) -> list[str]:
+    """The `RESUME_ADJUSTABLE_KEYS` that differ ("key X -> Y"), to say so when resuming."""
+    return [f"{key} {old!r} -> {new!r}" for key, old, new in config_diff(saved, current)
+            if any(key == k or key.startswith(k + ".") for k in RESUME_ADJUSTABLE_KEYS)]
+
+
 def resume_mismatch(saved: dict, current: TrainConfig) -> list[str]:
     """Human-readable differences that make resuming unsafe ("key: checkpoint X, now Y")."""
-    ignore = RESUME_SAFE_KEYS
+    ignore = RESUME_SAFE_KEYS + RESUME_ADJUSTABLE_KEYS
     if current.schedule.kind == "cosine":  # the cosine curve spans schedule.epochs
         ignore = tuple(k for k in ignore if k != "schedule.epochs")
     return [f"{key}: checkpoint {old!r}, now {new!r}"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +36,7 @@ from ipt_ms.train.checkpoint import (
     TrainState,
     capture_rng,
     checkpoint_step,
+    data_fingerprint,
     latest_checkpoint,
     lineage_before,
     load_checkpoint,
@@ -42,7 +44,7 @@ from ipt_ms.train.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from ipt_ms.train.config import TrainConfig, resume_mismatch
+from ipt_ms.train.config import TrainConfig, resume_adjusted, resume_mismatch
 from ipt_ms.train.distributed import DistInfo, any_rank, barrier, init_distributed
 from ipt_ms.train.metrics import plot_loss_curves
 from ipt_ms.train.sinks import METRICS_FILE
@@ -190,6 +192,9 @@ class Trainer:
         logging.getLogger("ipt_ms").addHandler(collect)
         try:
             self._setup()
+        except BaseException:
+            self.release()
+            raise
         finally:
             logging.getLogger("ipt_ms").removeHandler(collect)
         self._setup_records = collect.records
@@ -198,7 +203,7 @@ class Trainer:
     def _setup(self) -> None:
         import mindspore as ms
 
-        from ipt_ms.fileio import ensure_writable_dir, remove_stale_partials
+        from ipt_ms.fileio import FolderLock, ensure_writable_dir, remove_stale_partials
         from ipt_ms.inference import build_model
         from ipt_ms.runtime import configure
         from ipt_ms.train.losses import IPTLoss
@@ -214,8 +219,10 @@ class Trainer:
         self.dist: DistInfo = init_distributed()
         self.run_dir = Path(cfg.output.dir)
         self.checkpoint_dir = self.run_dir / CHECKPOINT_DIR
+        _refuse_run_dir_in_data(self.run_dir, cfg)
         if self.dist.is_main:  # an unwritable or file-typed output fails before anything is built
             ensure_writable_dir(self.checkpoint_dir, "output.dir")
+            self._lock = FolderLock(self.run_dir, "run folder (output.dir)")  # one training per run folder
             for stale in remove_stale_partials(self.run_dir) + remove_stale_partials(self.checkpoint_dir):
                 log.info("removed %s, left by a run killed while writing", stale)
         resumed = _resolve_resume(self.resume, self.checkpoint_dir)
@@ -225,6 +232,10 @@ class Trainer:
             if differences:
                 raise ConfigError(f"cannot resume from {resume_path}: the config differs from the one it was "
                                   f"trained with: {'; '.join(differences)}")
+            adjusted = resume_adjusted(saved[1].config, cfg)
+            if adjusted and self.dist.is_main:
+                log.warning("resuming with changed settings (the steps from here differ from the run so far): %s",
+                            "; ".join(adjusted))
             if saved[1].world_size != self.dist.world_size:
                 log.warning("checkpoint was written by %d worker(s), resuming with %d: the data order changes, "
                             "so the run will not repeat an uninterrupted one exactly",
@@ -232,6 +243,7 @@ class Trainer:
         elif latest_checkpoint(self.checkpoint_dir) is not None:
             raise IPTError(f"{str(self.run_dir)!r} already holds checkpoints of a run; pass --resume to continue "
                            "it, or choose another output.dir")
+        self._check_export_target(resumed=saved is not None)
 
         # the data first: a wrong folder should fail before a 115M-parameter model is built
         self.spec = cfg.model.spec()
@@ -272,11 +284,20 @@ class Trainer:
             self.ema = WeightEMA(self.net.trainable_params(), cfg.train.ema_decay)
 
         self.state = TrainState(steps_per_epoch=self.steps_per_epoch, world_size=self.dist.world_size,
-                                config=to_dict(cfg))
+                                config=to_dict(cfg), data=self.data_fingerprint)
         self.last_checkpoint: Path | None = None
         self.lineage: list[Path] = []
         if saved is not None:
             tensors, state, _ = saved
+            if state.data and state.data != self.state.data:
+                then, now = state.data.get("items"), self.state.data.get("items")
+                what = f"{then} then, {now} now" if then != now else f"{now} as before, but not the same files"
+                if not cfg.train.allow_data_change:
+                    raise IPTError(f"cannot resume from {resume_path}: the training data in {cfg.data.root!r} changed "
+                                   f"since that checkpoint ({what}); pass --allow-data-change to go on with the "
+                                   "new set")
+                if self.dist.is_main:
+                    log.warning("resuming on changed training data (%s), as --allow-data-change asks", what)
             if state.steps_per_epoch != self.steps_per_epoch:
                 raise IPTError(f"cannot resume from {resume_path}: an epoch had {state.steps_per_epoch} steps, "
                                f"now {self.steps_per_epoch} (did the training data change?)")
@@ -296,12 +317,14 @@ class Trainer:
         from ipt_ms.train.validation import Validator, split_holdout
 
         cfg, held = self.cfg, None
+        self.data_fingerprint = {}
         if self.source_factory is not None:
             if cfg.val.enabled and cfg.val.holdout:
                 raise ConfigError("val.holdout: not available with a custom batch source; use val.data")
             self.source = self.source_factory(self.dist.world_size, self.dist.rank)
         else:
             items = training_items(cfg, self.spec)
+            self.data_fingerprint = data_fingerprint(items, cfg.data.root)
             if cfg.val.enabled and cfg.val.holdout:
                 items, held = split_holdout(items, cfg.val.holdout, cfg.train.seed)
                 self.held_out = list(held.names) if hasattr(held, "names") else [Path(p).name for p in held]
@@ -345,11 +368,25 @@ class Trainer:
     def last_checkpoint_step(self) -> int | None:
         return None if self.last_checkpoint is None else checkpoint_step(self.last_checkpoint)
 
+    def _check_export_target(self, resumed: bool) -> None:
+        """Before any work: the export may replace only this run's own earlier export, never
+        the init weights (`output.export` itself is checked by the config) or a file that a
+        new run finds in its folder."""
+        path = self.run_dir / self.cfg.output.export
+        if not os.path.lexists(path):
+            return
+        init = self.cfg.train.init
+        if init and os.path.exists(init) and os.path.samefile(init, path):
+            raise ConfigError(f"output.export: {str(path)!r} is the init weights (train.init); choose another name")
+        if not resumed and self.dist.is_main:
+            raise IPTError(f"output.export {str(path)!r} already exists and this is a new run, which would replace "
+                           "it; remove it or choose another output.dir")
+
     def export(self) -> Path:
         from ipt_ms.train.weights import export_weights
 
         path = self.run_dir / self.cfg.output.export
-        export_weights(self.net, self.spec, path, replace=self.eval_weights())
+        export_weights(self.net, self.spec, path, replace=self.eval_weights(), overwrite=True)
         return path
 
     def validate(self, result: TrainResult, stop) -> None:
@@ -380,7 +417,7 @@ class Trainer:
             return []
         import yaml
 
-        with atomic_output(self.run_dir / "config.yaml") as tmp:
+        with atomic_output(self.run_dir / "config.yaml", overwrite=True) as tmp:
             tmp.write_text(yaml.safe_dump(to_dict(self.cfg), sort_keys=False), encoding="utf-8")
         resumed = self.state.global_step if self.last_checkpoint is not None else 0
         sinks: list[Callback] = []
@@ -477,7 +514,14 @@ class Trainer:
         finally:
             for cb in self._sinks + self.callbacks:
                 cb.close()
+            self.release()
         return result
+
+    def release(self) -> None:
+        """Unlock the run folder (`ipt_ms.fileio.FolderLock`; the end of the process does it too)."""
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.release()
 
     def _optimizer_step(self, lr_np: np.ndarray, hr_np: np.ndarray, task: int) -> np.ndarray:
         """One optimizer step on the rank's batch, in `train.accumulate` micro-batches."""
@@ -593,6 +637,17 @@ class Trainer:
         raise NonFiniteLossError(f"non-finite loss ({total}) or gradients at {where}; the weights were not updated "
                               f"and nothing was saved ({kept}). Lower optim.lr, set optim.grad_clip_norm, or "
                               "skip such batches with --set train.on_nonfinite=skip")
+
+
+def _refuse_run_dir_in_data(run_dir: Path, cfg: TrainConfig) -> None:
+    """-o equal to or inside --data would make the run's own files (plots, best crops) training data."""
+    root = cfg.data.root
+    if not root or not os.path.isdir(root):
+        return
+    run, data = Path(os.path.realpath(run_dir)), Path(os.path.realpath(root))
+    if run == data or data in run.parents:
+        raise IPTError(f"output.dir {str(run_dir)!r} is inside the training data {str(root)!r}: the run's own "
+                       "images would become training data; choose an output.dir outside it")
 
 
 def train(cfg: TrainConfig, resume: str | bool | None = None,

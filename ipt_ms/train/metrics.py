@@ -27,7 +27,7 @@ class MetricsLog:
         if not self.path.exists():
             return
         kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= step]
-        with atomic_output(self.path) as tmp:
+        with atomic_output(self.path, overwrite=True) as tmp:
             tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:

@@ -254,7 +254,7 @@ class Validator:
         for task_name, r in report.tasks.items():
             if r.improved:
                 path = self.run_dir / best_weights_name(task_name)
-                export_weights(net, self.spec, path, replace=replace)
+                export_weights(net, self.spec, path, replace=replace, overwrite=True)  # the run's own best
                 written.append(path)
         return written
 

@@ -92,7 +92,7 @@ def network_arrays(net: nn.Cell) -> dict[str, np.ndarray]:
 
 
 def export_weights(net: nn.Cell, spec: IPTSpec, path: str | os.PathLike,
-                   replace: dict[str, np.ndarray] | None = None) -> None:
+                   replace: dict[str, np.ndarray] | None = None, overwrite: bool = False) -> None:
     """Write the network's weights (format from the extension) with its architecture inside,
     so `ipt-ms restore --weights` and `load_weights` take it directly. `replace` overrides
     some parameters by MindSpore name (the EMA averages)."""
@@ -101,4 +101,4 @@ def export_weights(net: nn.Cell, spec: IPTSpec, path: str | os.PathLike,
 
     arrays = network_arrays(net)
     arrays.update(replace or {})
-    save_weights(path, mindspore_to_torch(arrays, spec), spec)
+    save_weights(path, mindspore_to_torch(arrays, spec), spec, overwrite=overwrite)

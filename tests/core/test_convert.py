@@ -159,7 +159,7 @@ def test_failed_write_keeps_the_existing_file(tmp_path, tiny_spec, tiny_state, m
 
     monkeypatch.setattr(ms, "save_checkpoint", broken_save)
     with pytest.raises(IPTError, match="cannot write .*model.ckpt"):  # an OSError while writing: one line
-        save_weights(dst, tiny_state, tiny_spec)
+        save_weights(dst, tiny_state, tiny_spec, overwrite=True)
     assert dst.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["model.ckpt"]
 

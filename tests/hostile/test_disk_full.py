@@ -63,7 +63,7 @@ def test_existing_output_survives_a_full_disk(tmpfs, tmp_path, weights, target):
     first = run_cli(*args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     before = Snapshot.take(disk, dirs=True)
-    proc = run_cli(*args, cwd=tmp_path)
+    proc = run_cli(*args, "--overwrite", cwd=tmp_path)
     assert_one_line_error(proc, str(disk / target), FULL)
     before.assert_same(Snapshot.take(disk, dirs=True))
 
@@ -100,7 +100,8 @@ def test_stale_temporary_files_of_killed_writers_are_removed(tmp_path):
     }
     for name in names:
         (tmp_path / name).write_bytes(b"x")
-    time.sleep(0.01)
+        old = time.time() - 86400  # before this process started: a file still growing is never taken
+        os.utime(tmp_path / name, (old, old))
     removed = {p.name for p in remove_stale_partials(tmp_path)}
     assert removed == {n for n, stale in names.items() if stale}
     assert {p.name for p in tmp_path.iterdir()} == {n for n, stale in names.items() if not stale}

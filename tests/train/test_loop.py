@@ -31,7 +31,7 @@ def test_nan_stops_keeping_last_good_checkpoint_then_resume_checks(tmp_path):
     with pytest.raises(ConfigError) as err:
         train(changed, resume=True, source_factory=lambda world, rank: ArraySource(), quiet=True)
     assert "model.n_feats: checkpoint 8, now 16" in str(err.value)
-    assert "optim.lr: checkpoint 0.001, now 0.002" in str(err.value)
+    assert "optim.lr" not in str(err.value)  # adjustable on resume (the advice after a NaN stop)
 
 
 def test_finetune_pynative_skips_nan_batch_and_exports_single_task(tmp_path, tiny_pt, pynative):

@@ -1,0 +1,112 @@
+"""Names a user controls never reach the terminal raw, and nothing is left behind (issue 18, item 11).
+
+Keys, task names and paths holding ESC or a newline are echoed escaped in the one-line
+error; a task name with a newline never becomes part of a file name; hidden temporary
+files of a killed writer are removed by the next command writing in that folder; Ctrl-C
+while the graph compiles prints one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.hostile import crafted
+from tests.hostile.conftest import ROOT, Snapshot, assert_one_line_error, run_cli
+
+ESC = "\x1b[31m"
+
+
+def _no_raw_controls(text: str) -> None:
+    assert "\x1b" not in text, repr(text)
+
+
+def test_an_image_path_with_escapes_is_echoed_escaped(tmp_path, tiny_ckpt):
+    (tmp_path / f"bad{ESC}.png").write_bytes(b"not an image")
+    before = Snapshot.take(tmp_path)
+    proc = run_cli("restore", "--weights", tiny_ckpt, f"bad{ESC}.png", "-o", "out", "-q", cwd=tmp_path, timeout=120)
+    assert_one_line_error(proc, "bad\\x1b[31m.png")
+    _no_raw_controls(proc.stderr)
+    before.assert_same(Snapshot.take(tmp_path))
+
+
+def test_a_data_folder_with_escapes_is_echoed_escaped(tmp_path):
+    (tmp_path / "cfg.yaml").write_text("kind: pretrain\n")
+    proc = run_cli("pretrain", "--config", "cfg.yaml", "--data", f"nope{ESC}", "-o", "run", "-q", cwd=tmp_path,
+                   timeout=120)
+    assert_one_line_error(proc, "nope\\x1b[31m")
+    _no_raw_controls(proc.stderr)
+
+
+def _weights_with_task_names(tmp_path: Path, tiny_pt: Path, names: list[str]) -> Path:
+    """tiny_pt's tensors in a .safetensors whose recorded architecture names its tasks `names`."""
+    from safetensors.numpy import save_file
+
+    from ipt_ms.convert.weights import SPEC_METADATA_KEY, load_weights
+
+    spec, state = load_weights(tiny_pt)
+    recorded = json.loads(spec.to_json())
+    recorded["task_names"] = names
+    path = tmp_path / "named.safetensors"
+    save_file({k: v.copy() for k, v in state.items()}, str(path),
+              metadata={SPEC_METADATA_KEY: json.dumps(recorded), "format": "pt"})
+    return path
+
+
+def test_a_task_name_with_a_newline_never_names_a_file(tmp_path, tiny_pt):
+    from ipt_ms.convert.weights import load_weights
+
+    names = list(load_weights(tiny_pt)[0].task_names)
+    names[0] = names[0] + "\n"
+    weights = _weights_with_task_names(tmp_path, tiny_pt, names)
+    crafted.write_png(tmp_path / "a.png", crafted.photo())
+    before = Snapshot.take(tmp_path, dirs=True)
+    proc = run_cli("restore", "--weights", weights, "--task", "0", "a.png", "-o", "out", "-q", cwd=tmp_path,
+                   timeout=120)
+    assert_one_line_error(proc, "named.safetensors", "sr_x2\\n")
+    before.assert_same(Snapshot.take(tmp_path, dirs=True))
+
+
+def test_a_killed_writers_partial_files_are_removed_by_the_next_writer(tmp_path, tiny_ckpt):
+    crafted.write_png(tmp_path / "a.png", crafted.photo())
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    leftovers = [out / f".b_sr_x2.png.partial-{dead.pid}-0123abcd.png",
+                 out / f".b_sr_x2.npy.partial-{dead.pid}-89abcdef.npy"]
+    alive = out / f".c_sr_x2.png.partial-{os.getpid()}-00000000.png"  # a live writer's: kept
+    for path in leftovers + [alive]:
+        path.write_bytes(b"x" * 1000)
+        os.utime(path, (time.time() - 60, time.time() - 60))
+    proc = run_cli("restore", "--weights", tiny_ckpt, "a.png", "-o", "out", "-q", cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert not any(p.exists() for p in leftovers)
+    assert alive.exists()
+    assert (out / "a_sr_x2.png").is_file()
+
+
+def test_ctrl_c_while_compiling_prints_one_line(tmp_path, tiny_ckpt):
+    crafted.write_png(tmp_path / "a.png", crafted.photo(120, 120))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TMPDIR=str(scratch), MS_OM_PATH=str(tmp_path / ".ms_om"))
+    proc = subprocess.Popen([sys.executable, "-m", "ipt_ms", "restore", "--weights", str(tiny_ckpt), "a.png", "-o",
+                             "out", "-q", "--compile-cache", str(tmp_path / "cache")], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    # the per-process compile folder appears just before the first graph compiles
+    while time.time() < deadline and not list(scratch.glob("ipt-ms-compile-*")) and proc.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert proc.returncode == 130, err
+    assert len(lines) == 1 and "interrupted by SIGINT" in lines[0], err
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
