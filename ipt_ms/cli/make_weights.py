@@ -47,6 +47,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ipt_ms.convert.weights import describe, save_weights, weights_format
     from ipt_ms.fileio import check_output_file
+    from ipt_ms.provenance import seeded
     from ipt_ms.tasks import parse_task
     from parity.seeded import seeded_state
 
@@ -67,7 +68,7 @@ def run(args) -> int:
         steps.start(f"initialising {spec.num_parameters():,} parameters (seed {args.seed})")
         state = seeded_state(spec, args.seed)
         steps.start(f"writing {args.output}")
-        save_weights(args.output, state, spec)
+        save_weights(args.output, state, spec, provenance=seeded(args.seed))
     print(f"wrote {args.output} (seed {args.seed})")
     print(describe(spec))
     return 0

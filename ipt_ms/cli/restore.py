@@ -129,6 +129,7 @@ def run(args) -> int:
     from ipt_ms.inference import restore_array
     from ipt_ms.predictors import create_predictor
     from ipt_ms.progress import progress_bar
+    from ipt_ms.provenance import warn_if_seeded
 
     setup_logging(args.quiet)
     paths = collect_inputs(args.images)
@@ -138,6 +139,7 @@ def run(args) -> int:
     predictor, spec = create_predictor(args.framework, args.weights, args.task, batch_size=args.batch_size,
                                        device=args.device, mode=args.mode, progress=not args.quiet,
                                        **architecture_overrides(args))
+    warn_if_seeded(args.weights, predictor.provenance)
     task = spec.task_names[predictor.task_idx]
     plan = plan_outputs(paths, out_dir, task, args.save_raw, args.overwrite)
     show = not args.quiet and len(images) > 1
