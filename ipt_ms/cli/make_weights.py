@@ -28,7 +28,8 @@ def preset_spec(preset: str):
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "make-weights", help="write seeded random IPT weights (any format)",
-        description="Initialise an IPT the way the official code does, from a seed, and save it. "
+        description="Initialise an IPT the way the official code does, from a seed, and save it (the file "
+                    "records the seed: `ipt-ms info` shows it, restore and eval warn that it restores nothing). "
                     "Presets: pretrain (6 tasks, 118.9M params), a released single-task model, or tiny (the "
                     "model of configs/tiny.yaml: sr_x2 + denoise_30, 16 features, 1+1 layers, 2 heads, 24-px "
                     "patches).")
