@@ -103,8 +103,14 @@ def origin(record: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _value(value) -> str:
-    """A value from a file, for a terminal: strings quoted (control characters escaped)."""
-    return repr(value) if isinstance(value, str) else str(value) if isinstance(value, (int, float)) else repr(value)
+    """A value from a file, for a terminal: strings quoted (control characters escaped) and cut at
+    200 characters, numbers as they are, anything else as JSON."""
+    if isinstance(value, str):
+        return repr(value[:200]) + ("..." if len(value) > 200 else "")
+    if isinstance(value, (int, float)):
+        return str(value)
+    text = json.dumps(value, sort_keys=True)  # ASCII: control characters escaped
+    return text[:200] + ("..." if len(text) > 200 else "")
 
 
 def _word(value) -> str:
@@ -127,10 +133,10 @@ def _one(record: dict[str, Any]) -> str:
             text += f", best {_word(record.get('selected'))} weights"
         best = record.get("best_val_psnr")
         if isinstance(best, dict) and best:
-            scores = ", ".join(f"{_word(t)} {_value(v)} dB" for t, v in best.items())
+            scores = ", ".join(f"{_word(t)} {_word(v)} dB" for t, v in best.items())
             text += f"; best validation PSNR-Y: {scores}"
         else:
-            text += "; no validation"
+            text += "; no validation score"
         init = record.get("init")
         seed = _value(record.get("seed"))
         text += f"; started from {_value(init)}" if init else f"; fresh initialisation (seed {seed})"
@@ -138,7 +144,7 @@ def _one(record: dict[str, Any]) -> str:
     if kind == "converted":
         text = f"converted from {_value(record.get('from'))} ({_word(record.get('source_layout'))} layout)"
         return text + (f", task {_word(record['task'])}" if record.get("task") else "")
-    return f"{_value(kind)} ({json.dumps(record, sort_keys=True)[:200]})"  # escaped: ASCII only
+    return f"{_value(kind)}: {_value(record)}"
 
 
 def describe(record: dict[str, Any] | None) -> str:
