@@ -53,7 +53,7 @@ def create_predictor(framework: str, weights: str, task: str | int, *, batch_siz
         from ipt_ms.onnx_runtime import OnnxRuntimePredictor
 
         predictor = OnnxRuntimePredictor(weights, task, batch_size, progress=progress, device=device, **overrides)
-        predictor.provenance = None
+        predictor.provenance = predictor.info.provenance
         return predictor, predictor.spec
     from ipt_ms.convert.weights import official_state, read_weight_file, resolve_spec
 

@@ -136,6 +136,20 @@ def test_restore_and_eval_warn_once_for_seeded_weights(tmp_path, photos):
     assert _seeded_warnings(proc.stderr) == ["warning: seeded.pt " + SEEDED_WARNING.format(seed=5)]
 
 
+def test_an_onnx_export_records_its_weights_and_warns_when_they_are_seeded(tmp_path, photos):
+    _ok("make-weights", "--preset", "tiny", "--seed", "9", "-o", "seeded.pt", "-q", cwd=tmp_path)
+    _ok("export", "--weights", "seeded.pt", "--task", "sr_x2", "-o", "seeded.onnx", "--device", "cpu", "-q",
+        cwd=tmp_path)
+    from ipt_ms.export import read_onnx_info
+
+    assert read_onnx_info(tmp_path / "seeded.onnx").provenance == {
+        "kind": "converted", "from": "seeded.pt", "source_layout": "official", "task": "sr_x2",
+        "source_provenance": {"kind": "seeded", "seed": 9, "init": "official"}}
+    proc = _ok("restore", "--weights", "seeded.onnx", "--framework", "onnx", "--task", "sr_x2", photos, "-o", "out",
+               "-q", cwd=tmp_path)
+    assert _seeded_warnings(proc.stderr) == ["warning: seeded.onnx " + SEEDED_WARNING.format(seed=9)]
+
+
 def _safetensors_with(path: Path, provenance: str) -> None:
     from safetensors.numpy import save_file
 
