@@ -133,7 +133,8 @@ def _one(record: dict[str, Any]) -> str:
             text += f", best {_word(record.get('selected'))} weights"
         best = record.get("best_val_psnr")
         if isinstance(best, dict) and best:
-            scores = ", ".join(f"{_word(t)} {_word(v)} dB" for t, v in best.items())
+            scores = ", ".join(f"{_word(t)} {f'{v:.2f}' if isinstance(v, float) else _word(v)} dB"
+                               for t, v in best.items())
             text += f"; best validation PSNR-Y: {scores}"
         else:
             text += "; no validation score"
