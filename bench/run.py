@@ -265,10 +265,11 @@ def export_onnx_files(weights: str, task: str, folder: Path, frameworks: list[st
 
 def make_weights(spec, folder: Path) -> str:
     from ipt_ms.convert.weights import save_weights
+    from ipt_ms.provenance import seeded
     from parity.seeded import seeded_state
 
     path = folder / "ipt_bench.pt"
-    save_weights(path, seeded_state(spec, 0), spec)
+    save_weights(path, seeded_state(spec, 0), spec, provenance=seeded(0))
     return str(path)
 
 

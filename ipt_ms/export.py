@@ -9,7 +9,8 @@ task. Every file:
   intermediate parity stage as `stage/<name>` (for `ipt-ms parity --onnx`);
 * records what it is, so nothing else is needed to run it: ONNX `metadata_props` (and
   MindIR `user_info`) hold the architecture (`IPTSpec` JSON), the task name/index/scale,
-  the source framework, the opset and a digest of the source weights.
+  the source framework, the opset, a digest of the source weights and their provenance
+  (`ipt_ms.provenance`: converted from the weights file, with its own record nested).
 
 Why the pieces look the way they do:
 
@@ -48,6 +49,7 @@ import numpy as np
 
 from ipt_ms.errors import IPTError
 from ipt_ms.fileio import OVERWRITE_HINT, atomic_output, check_output_file, disk_full
+from ipt_ms.provenance import PROVENANCE_METADATA_KEY, parse_record, record_json
 from ipt_ms.runtime import mindspore_log_silenced
 from ipt_ms.spec import IPTSpec
 
@@ -72,6 +74,7 @@ META_OPSET = "ipt_opset"
 META_STAGES = "ipt_stages"
 META_WEIGHTS_DIGEST = "ipt_weights_sha256"
 META_FORMAT_VERSION = "ipt_export_version"
+META_PROVENANCE = PROVENANCE_METADATA_KEY  # where the weights came from (ipt_ms.provenance): a conversion
 EXPORT_FORMAT_VERSION = "1"
 
 
@@ -108,11 +111,12 @@ class ExportInfo:
     opset: int | None
     stages: list[str]
     weights_digest: str | None
+    provenance: dict | None = None  # ipt_ms.provenance record; None when the file records none
 
 
 # ------------------------------------------------------------------------------ metadata
 def _metadata(spec: IPTSpec, task_idx: int, source: str, opset: int | None, stages: list[str],
-              weights_digest: str | None) -> dict[str, str]:
+              weights_digest: str | None, provenance: dict | None = None) -> dict[str, str]:
     meta = {
         META_FORMAT_VERSION: EXPORT_FORMAT_VERSION,
         META_SPEC: spec.to_json(),
@@ -126,6 +130,8 @@ def _metadata(spec: IPTSpec, task_idx: int, source: str, opset: int | None, stag
         meta[META_OPSET] = str(opset)
     if weights_digest:
         meta[META_WEIGHTS_DIGEST] = weights_digest
+    if provenance is not None:
+        meta[META_PROVENANCE] = record_json(provenance)
     return meta
 
 
@@ -143,9 +149,10 @@ def info_from_metadata(meta: dict[str, str], what: str) -> ExportInfo:
         raise IPTError(f"{what}: unreadable IPT metadata: {err}") from err
     if not 0 <= task_idx < spec.num_tasks:
         raise IPTError(f"{what}: task index {task_idx} outside the recorded architecture")
+    provenance = parse_record(meta[META_PROVENANCE], what) if META_PROVENANCE in meta else None
     return ExportInfo(spec=spec, task=spec.task_names[task_idx], task_index=task_idx,
                       scale=spec.scales[task_idx], source=meta.get(META_SOURCE, "unknown"), opset=opset,
-                      stages=list(stages), weights_digest=meta.get(META_WEIGHTS_DIGEST))
+                      stages=list(stages), weights_digest=meta.get(META_WEIGHTS_DIGEST), provenance=provenance)
 
 
 def read_onnx_info(path: str | os.PathLike) -> ExportInfo:
@@ -350,7 +357,8 @@ def _save_onnx(model, path: Path, overwrite: bool = False) -> None:
 
 def export_onnx_mindspore(net, spec: IPTSpec, task_idx: int, path: str | os.PathLike, *,
                           opset: int | None = None, with_stages: bool = False,
-                          weights_digest: str | None = None, overwrite: bool = False) -> ExportResult:
+                          weights_digest: str | None = None, provenance: dict | None = None,
+                          overwrite: bool = False) -> ExportResult:
     """Export a MindSpore IPT (`build_model`) for one task to ONNX with `mindspore.onnx.export`."""
     import mindspore as ms
     import onnx
@@ -373,7 +381,7 @@ def export_onnx_mindspore(net, spec: IPTSpec, task_idx: int, path: str | os.Path
     if opset is not None:
         model = _convert_opset(model, opset, str(path))
     final_opset = onnx_opset(model)
-    meta = _metadata(spec, task_idx, "mindspore", final_opset, stages, weights_digest)
+    meta = _metadata(spec, task_idx, "mindspore", final_opset, stages, weights_digest, provenance)
     _finish_onnx(model, meta, names, f"IPT task {spec.task_names[task_idx]} exported from MindSpore by ipt-ms")
     _save_onnx(model, path, overwrite)
     return ExportResult(path, "onnx", "mindspore", spec.task_names[task_idx], task_idx, final_opset, stages,
@@ -383,7 +391,8 @@ def export_onnx_mindspore(net, spec: IPTSpec, task_idx: int, path: str | os.Path
 # ------------------------------------------------------------------------------ PyTorch side
 def export_onnx_torch(model, spec: IPTSpec, task_idx: int, path: str | os.PathLike, *,
                       opset: int | None = None, with_stages: bool = False,
-                      weights_digest: str | None = None, overwrite: bool = False) -> ExportResult:
+                      weights_digest: str | None = None, provenance: dict | None = None,
+                      overwrite: bool = False) -> ExportResult:
     """Export the PyTorch twin (`build_torch_model`) for one task with the dynamo ONNX exporter."""
     import torch
 
@@ -430,7 +439,7 @@ def export_onnx_torch(model, spec: IPTSpec, task_idx: int, path: str | os.PathLi
             lg.setLevel(level)
     onnx_model = program.model_proto
     final_opset = onnx_opset(onnx_model)
-    meta = _metadata(spec, task_idx, "torch", final_opset, stages, weights_digest)
+    meta = _metadata(spec, task_idx, "torch", final_opset, stages, weights_digest, provenance)
     _finish_onnx(onnx_model, meta, names, f"IPT task {spec.task_names[task_idx]} exported from the PyTorch twin "
                  "by ipt-ms")
     _save_onnx(onnx_model, path, overwrite)
@@ -440,7 +449,8 @@ def export_onnx_torch(model, spec: IPTSpec, task_idx: int, path: str | os.PathLi
 
 # ------------------------------------------------------------------------------ MindIR
 def export_mindir(net, spec: IPTSpec, task_idx: int, path: str | os.PathLike, *,
-                  weights_digest: str | None = None, overwrite: bool = False) -> ExportResult:
+                  weights_digest: str | None = None, provenance: dict | None = None,
+                  overwrite: bool = False) -> ExportResult:
     """Export a MindSpore IPT for one task to MindIR with a dynamic batch (MindSpore Lite/serving).
 
     The graph holds native convolutions (`ipt_ms.models.exported_form`): on a CPU run them with
@@ -453,7 +463,7 @@ def export_mindir(net, spec: IPTSpec, task_idx: int, path: str | os.PathLike, *,
     if path.suffix.lower() != ".mindir":
         raise IPTError(f"MindIR output {str(path)!r} should end in .mindir")
     cell = _mindspore_task_cell(net, task_idx, False)
-    meta = _metadata(spec, task_idx, "mindspore", None, [], weights_digest)
+    meta = _metadata(spec, task_idx, "mindspore", None, [], weights_digest, provenance)
 
     def annotate(proto) -> None:
         for key, value in meta.items():
@@ -480,8 +490,9 @@ def export_weights(weights: str | os.PathLike, output: str | os.PathLike, *, fmt
     ONNX only). Overrides as for `load_weights` (num_heads, task_names, pos_every).
     `progress` names each step on stderr (a full-size torch export takes about a minute).
     """
-    from ipt_ms.convert.weights import load_weights, state_digest
+    from ipt_ms.convert.weights import official_state, read_weight_file, resolve_spec, state_digest
     from ipt_ms.progress import StepProgress
+    from ipt_ms.provenance import converted
 
     fmt, source = fmt.lower(), source.lower()
     if fmt not in FORMATS:
@@ -494,7 +505,9 @@ def export_weights(weights: str | os.PathLike, output: str | os.PathLike, *, fmt
         raise IPTError("--opset and --with-stages apply to ONNX only")
     with StepProgress("export", 2, enable=progress) as steps:
         steps.start("reading weights")
-        spec, state = load_weights(weights, **overrides)
+        read = read_weight_file(weights)
+        spec = resolve_spec(read, **overrides)
+        state = official_state(read, spec)
         digest = state_digest(spec, state)  # before naming a placeholder task, as `ipt-ms eval` computes it
         spec = spec.name_placeholder_task(task)  # the released single-task files (IPT_dn30.pt, ...)
         indices = list(range(spec.num_tasks)) if str(task) == "all" else [spec.task_index(task)]
@@ -512,7 +525,9 @@ def export_weights(weights: str | os.PathLike, output: str | os.PathLike, *, fmt
 
             def export_one(i):
                 return export_onnx_torch(model, spec, i, paths[spec.task_names[i]], opset=opset,
-                                         with_stages=with_stages, weights_digest=digest, overwrite=overwrite)
+                                         with_stages=with_stages, weights_digest=digest,
+                                         provenance=converted(weights, read.layout, read.provenance,
+                                                              spec.task_names[i]), overwrite=overwrite)
         else:
             from ipt_ms.inference import build_model
             from ipt_ms.runtime import configure
@@ -521,11 +536,13 @@ def export_weights(weights: str | os.PathLike, output: str | os.PathLike, *, fmt
             net = build_model(spec, state)
 
             def export_one(i):
+                record = converted(weights, read.layout, read.provenance, spec.task_names[i])
                 if fmt == "mindir":
                     return export_mindir(net, spec, i, paths[spec.task_names[i]], weights_digest=digest,
-                                         overwrite=overwrite)
+                                         provenance=record, overwrite=overwrite)
                 return export_onnx_mindspore(net, spec, i, paths[spec.task_names[i]], opset=opset,
-                                             with_stages=with_stages, weights_digest=digest, overwrite=overwrite)
+                                             with_stages=with_stages, weights_digest=digest, provenance=record,
+                                             overwrite=overwrite)
         results = []
         for n, i in enumerate(indices, start=1):
             steps.start(f"exporting {spec.task_names[i]} ({n}/{len(indices)}: trace, check, write {fmt})")

@@ -2,7 +2,8 @@
 
 A predictor is a callable mapping a numpy batch of input tiles (N, C, P, P) float32 in
 [0, 255] to output tiles (N, C, P*s, P*s), with attributes `framework`, `spec`,
-`task_idx` and `scale`. The tiling code (`ipt_ms.tiling`) only ever sees predictors, so
+`task_idx`, `scale` and `provenance` (the weights file's record, `ipt_ms.provenance`; None
+when the file records none). The tiling code (`ipt_ms.tiling`) only ever sees predictors, so
 restore/eval/parity-bench treat every framework the same way.
 """
 
@@ -52,18 +53,24 @@ def create_predictor(framework: str, weights: str, task: str | int, *, batch_siz
         from ipt_ms.onnx_runtime import OnnxRuntimePredictor
 
         predictor = OnnxRuntimePredictor(weights, task, batch_size, progress=progress, device=device, **overrides)
+        predictor.provenance = predictor.info.provenance
         return predictor, predictor.spec
-    from ipt_ms.convert.weights import load_weights
+    from ipt_ms.convert.weights import official_state, read_weight_file, resolve_spec
 
-    spec, state = load_weights(weights, **overrides)
+    read = read_weight_file(weights)
+    spec = resolve_spec(read, **overrides)
+    state = official_state(read, spec)
     spec = spec.name_placeholder_task(task)
     if framework == "torch":
         from parity.torch_runner import TorchPredictor, build_torch_model
 
         model = build_torch_model(spec, state)
-        return TorchPredictor(model, spec, task, batch_size, progress=progress, device=torch_device(device)), spec
-    from ipt_ms.inference import MindSporePredictor, build_model
-    from ipt_ms.runtime import configure
+        predictor = TorchPredictor(model, spec, task, batch_size, progress=progress, device=torch_device(device))
+    else:
+        from ipt_ms.inference import MindSporePredictor, build_model
+        from ipt_ms.runtime import configure
 
-    configure(device, mode)
-    return MindSporePredictor(build_model(spec, state), spec, task, batch_size, progress=progress), spec
+        configure(device, mode)
+        predictor = MindSporePredictor(build_model(spec, state), spec, task, batch_size, progress=progress)
+    predictor.provenance = read.provenance
+    return predictor, spec

@@ -11,8 +11,9 @@ def register(subparsers) -> None:
         description="Convert IPT weights. SRC may be in any layout ipt-ms reads (official PyTorch, ipt-ms "
                     ".ckpt, MindSpore model zoo / Hub / zoo trainer checkpoint; detected from its keys). The "
                     "format written follows DST's extension (.pt/.pth/.safetensors/.ckpt). In the ipt-ms layout the "
-                    "architecture is stored in every output: .ckpt, .safetensors and .pt/.pth (the state_dict's "
-                    "_metadata, which the official code ignores); zoo layouts carry none. Weights cannot tell "
+                    "architecture and the provenance (converted from SRC, with SRC's own record) are stored in every "
+                    "output: .ckpt, .safetensors and .pt/.pth (the state_dict's _metadata, which the official code "
+                    "ignores); zoo layouts carry none. Weights cannot tell "
                     "the number of attention heads: give --num-heads for a file that does not record it (default "
                     "12, the official value). Nothing is written when keys, shapes or values do not check out.")
     p.add_argument("src", help="source weights file")

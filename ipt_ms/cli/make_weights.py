@@ -28,7 +28,8 @@ def preset_spec(preset: str):
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "make-weights", help="write seeded random IPT weights (any format)",
-        description="Initialise an IPT the way the official code does, from a seed, and save it. "
+        description="Initialise an IPT the way the official code does, from a seed, and save it (the file "
+                    "records the seed: `ipt-ms info` shows it, restore and eval warn that it restores nothing). "
                     "Presets: pretrain (6 tasks, 118.9M params), a released single-task model, or tiny (the "
                     "model of configs/tiny.yaml: sr_x2 + denoise_30, 16 features, 1+1 layers, 2 heads, 24-px "
                     "patches).")
@@ -51,6 +52,7 @@ def run(args) -> int:
     from ipt_ms.convert.weights import describe, save_weights, weights_format
     from ipt_ms.errors import IPTError, sanitize
     from ipt_ms.fileio import check_output_file
+    from ipt_ms.provenance import seeded
     from ipt_ms.tasks import parse_task
     from parity.seeded import seeded_state
 
@@ -76,7 +78,7 @@ def run(args) -> int:
         steps.start(f"initialising {spec.num_parameters():,} parameters (seed {args.seed})")
         state = seeded_state(spec, args.seed)
         steps.start(f"writing {args.output}")
-        save_weights(args.output, state, spec, overwrite=args.overwrite)
+        save_weights(args.output, state, spec, provenance=seeded(args.seed), overwrite=args.overwrite)
     print(f"wrote {sanitize(args.output)} (seed {args.seed})")
     print(describe(spec))
     return 0

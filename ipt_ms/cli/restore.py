@@ -134,6 +134,7 @@ def run(args) -> int:
     from ipt_ms.memory import check_restore
     from ipt_ms.predictors import create_predictor
     from ipt_ms.progress import progress_bar
+    from ipt_ms.provenance import warn_if_seeded
 
     setup_logging(args.quiet)
     paths = collect_inputs(args.images)
@@ -143,6 +144,7 @@ def run(args) -> int:
     predictor, spec = create_predictor(args.framework, args.weights, args.task, batch_size=args.batch_size,
                                        device=args.device, mode=args.mode, progress=not args.quiet,
                                        **architecture_overrides(args))
+    warn_if_seeded(args.weights, predictor.provenance)
     task = spec.task_names[predictor.task_idx]
     check_restore([(str(p), im.rgb.shape[0], im.rgb.shape[1]) for p, im in zip(paths, images)], spec,
                   scale=predictor.scale, protocol=args.protocol,

@@ -7,7 +7,8 @@ against the architecture before anything is written. Whatever the file's key lay
 travels inside the files this package writes: .ckpt (append_dict entry), .safetensors
 (metadata) and .pt/.pth (the state_dict's `_metadata` mapping, which `load_state_dict`
 consults only for module prefixes, so the official code still loads our .pt files with
-strict=True). Files without it (the official and zoo releases) have their architecture
+strict=True); so does where the weights came from (`ipt_ms.provenance`), beside it in
+the same channel. Files without it (the official and zoo releases) have their architecture
 inferred from the shapes; a recorded architecture is checked against the tensors before
 anything is built from it.
 
@@ -19,7 +20,6 @@ back, and non-finite values are each refused with one line naming the file (and 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import pickle
@@ -46,6 +46,7 @@ from ipt_ms.convert.keymap import (
 from ipt_ms.convert.layout import LAYOUTS, unpack
 from ipt_ms.errors import IPTError, first_line
 from ipt_ms.fileio import OVERWRITE_HINT, atomic_output, check_output_file, note_input
+from ipt_ms.provenance import PROVENANCE_METADATA_KEY, parse_record, record_json
 from ipt_ms.runtime import mindspore_log_silenced
 from ipt_ms.spec import IPTSpec
 from ipt_ms.tasks import PRETRAIN_SCALES, PRETRAIN_TASKS
@@ -55,6 +56,8 @@ MINDSPORE_SUFFIXES = (".ckpt",)
 SPEC_METADATA_KEY = "ipt_spec"
 _WRAPPER_KEYS = ("state_dict", "model")
 TORCH_METADATA_ENTRY = "ipt_ms"  # key in a state_dict's _metadata; matches no IPT module
+#: metadata key (as in .ckpt/.safetensors) -> its name inside a .pt's TORCH_METADATA_ENTRY
+_TORCH_METADATA_NAMES = {SPEC_METADATA_KEY: "spec", PROVENANCE_METADATA_KEY: "provenance"}
 #: layouts `save_weights` writes: ours (any extension), or the model zoo's (.ckpt, no metadata)
 WRITE_LAYOUTS = ("ipt-ms", "zoo", "zoo-hub")
 
@@ -73,6 +76,7 @@ class WeightFile:
     unexpected: list[str] = field(default_factory=list)  # file keys no layout rule accounts for
     notes: list[str] = field(default_factory=list)  # what reading changed, for `ipt-ms info`
     heads_assumed: bool = False  # resolve_spec took the official 12 heads (the file cannot tell)
+    provenance: dict | None = None  # where the weights came from (ipt_ms.provenance), if recorded
 
     @property
     def source(self) -> str:
@@ -177,12 +181,13 @@ def read_weight_file(path: str | Path, variant: str | None = None) -> WeightFile
         raise IPTError(f"{str(path)!r} is named {suffix} but holds a {_WHAT[found]} file; "
                        f"rename it to {_SUFFIX_FOR[found]}")
     if suffix == ".safetensors":
-        entries, spec_text = _read_safetensors(path)
+        entries, metadata = _read_safetensors(path)
     elif suffix in (".pt", ".pth"):
-        entries, spec_text = _read_torch_pickle(path)
+        entries, metadata = _read_torch_pickle(path)
     else:
         entries = read_ms_checkpoint(path)
-        spec_text = entries.get(SPEC_METADATA_KEY)
+        metadata = {k: v for k, v in entries.items() if isinstance(v, str)}
+    spec_text, provenance_text = metadata.get(SPEC_METADATA_KEY), metadata.get(PROVENANCE_METADATA_KEY)
     source = repr(str(path))
     unpacked = unpack(entries, source, variant)
     if not unpacked.arrays:
@@ -191,12 +196,14 @@ def read_weight_file(path: str | Path, variant: str | None = None) -> WeightFile
                          training=unpacked.training, unexpected=unpacked.unexpected)
     if isinstance(spec_text, str):
         weights.spec = recorded_spec(spec_text, weights)
+    if isinstance(provenance_text, str):
+        weights.provenance = parse_record(provenance_text, source)
     if weights.layout in ("zoo", "zoo-hub") and weights.spec is None:
         _prepare_zoo(weights)
     return weights
 
 
-def _read_torch_pickle(path: Path) -> tuple[dict[str, np.ndarray], str | None]:
+def _read_torch_pickle(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     import torch
 
     try:
@@ -214,7 +221,8 @@ def _read_torch_pickle(path: Path) -> tuple[dict[str, np.ndarray], str | None]:
                        f"({first_line(err)})") from err
     state, metadata = _unwrap_state_dict(obj, path)
     entry = (metadata or {}).get(TORCH_METADATA_ENTRY, {})
-    spec_json = entry.get("spec") if isinstance(entry, dict) else None
+    entry = entry if isinstance(entry, dict) else {}
+    recorded = {key: entry.get(name) for key, name in _TORCH_METADATA_NAMES.items() if isinstance(entry.get(name), str)}
     arrays = {}
     total, limit = 0, 8 * path.stat().st_size + (64 << 20)
     for key, value in state.items():
@@ -230,7 +238,7 @@ def _read_torch_pickle(path: Path) -> tuple[dict[str, np.ndarray], str | None]:
         if value.dtype == torch.bfloat16:
             value = value.float()
         arrays[key] = value.detach().cpu().contiguous().numpy()
-    return arrays, spec_json if isinstance(spec_json, str) else None
+    return arrays, recorded
 
 
 def _check_backed(tensor, key: str, path: Path) -> None:
@@ -259,7 +267,7 @@ def _unwrap_state_dict(obj, path: Path) -> tuple[dict, dict | None]:
     return obj, metadata if isinstance(metadata, dict) else None
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, np.ndarray], str | None]:
+def _read_safetensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -268,7 +276,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, np.ndarray], str | None]:
             arrays = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118 (not a dict)
     except (SafetensorError, OSError, ValueError, TypeError) as err:
         raise IPTError(f"cannot read {str(path)!r}: not a safetensors file, or corrupt ({first_line(err)})") from err
-    return arrays, metadata.get(SPEC_METADATA_KEY)
+    return arrays, metadata
 
 
 def read_ms_checkpoint(path: str | Path) -> dict:
@@ -449,13 +457,14 @@ def state_digest(spec: IPTSpec, state: dict[str, np.ndarray]) -> str:
 
 # ------------------------------------------------------------------------------- writing
 def save_weights(path: str | Path, state: dict[str, np.ndarray], spec: IPTSpec, layout: str = "ipt-ms",
-                 overwrite: bool = False) -> None:
+                 provenance: dict | None = None, overwrite: bool = False) -> None:
     """Write official-keyed arrays in the format the extension names, atomically.
 
     An existing file at `path` is replaced only with `overwrite` (`ipt_ms.fileio.atomic_output`).
 
-    `layout` "ipt-ms" (default) writes this package's files with the architecture inside;
-    "zoo" / "zoo-hub" write a MindSpore model-zoo .ckpt (see `zoo_state`).
+    `layout` "ipt-ms" (default) writes this package's files with the architecture and
+    `provenance` (an `ipt_ms.provenance` record) inside; "zoo" / "zoo-hub" write a
+    MindSpore model-zoo .ckpt (see `zoo_state`), which carries no metadata.
     """
     path = Path(path)
     naming = weights_format(path)
@@ -469,8 +478,11 @@ def save_weights(path: str | Path, state: dict[str, np.ndarray], spec: IPTSpec, 
         write_ms_checkpoint(path, zoo_state(state, spec, hub=layout == "zoo-hub"), {}, overwrite=overwrite)
         return
     ms_params = torch_to_mindspore(state, spec)  # validates before anything is written
+    metadata = {SPEC_METADATA_KEY: spec.to_json()}
+    if provenance is not None:
+        metadata[PROVENANCE_METADATA_KEY] = record_json(provenance)
     if naming == "mindspore":
-        _write_ckpt(path, ms_params, spec, overwrite)
+        write_ms_checkpoint(path, ms_params, metadata, overwrite=overwrite)
         return
     official = {k: (state[k] if k in state else np.arange(shape[-1], dtype=np.int64).reshape(shape))
                 for k, shape in spec.torch_state_shapes().items()}
@@ -479,12 +491,13 @@ def save_weights(path: str | Path, state: dict[str, np.ndarray], spec: IPTSpec, 
 
         with atomic_output(path, overwrite=overwrite, hint=OVERWRITE_HINT) as tmp:
             save_file({k: np.ascontiguousarray(v) for k, v in official.items()}, str(tmp),
-                      metadata={SPEC_METADATA_KEY: spec.to_json(), "format": "pt"})
+                      metadata={**metadata, "format": "pt"})
     else:
         import torch
 
         tensors = OrderedDict((k, torch.from_numpy(np.ascontiguousarray(v))) for k, v in official.items())
-        tensors._metadata = OrderedDict([("", {"version": 1}), (TORCH_METADATA_ENTRY, {"spec": spec.to_json()})])
+        entry = {name: metadata[key] for key, name in _TORCH_METADATA_NAMES.items() if key in metadata}
+        tensors._metadata = OrderedDict([("", {"version": 1}), (TORCH_METADATA_ENTRY, entry)])
         with atomic_output(path, overwrite=overwrite, hint=OVERWRITE_HINT) as tmp:
             torch.save(tensors, tmp)
 
@@ -532,17 +545,16 @@ def write_ms_checkpoint(path: str | Path, params: dict[str, np.ndarray], metadat
         ms.save_checkpoint(entries, str(tmp), append_dict=metadata or None)
 
 
-def _write_ckpt(path: Path, params: dict[str, np.ndarray], spec: IPTSpec, overwrite: bool = False) -> None:
-    write_ms_checkpoint(path, params, {SPEC_METADATA_KEY: spec.to_json()}, overwrite=overwrite)
-
-
 def convert_file(src: str | Path, dst: str | Path, *, layout: str = "ipt-ms", task: str | None = None,
                  overwrite: bool = False, **overrides) -> IPTSpec:
     """Convert a weights file to the format of `dst`'s extension, in `layout`.
 
     `task` keeps one task (head, tail, query row) as a single-task model, as the zoo's
-    evaluation and mindediting load them.
+    evaluation and mindediting load them. The output records that it was converted from
+    `src`, with `src`'s own provenance record (`ipt_ms.provenance`) nested.
     """
+    from ipt_ms.provenance import converted
+
     weights_format(dst)  # reject an unknown destination before reading anything
     if layout not in WRITE_LAYOUTS:
         raise IPTError(f"unknown layout {layout!r}; choose one of {', '.join(WRITE_LAYOUTS)}")
@@ -550,13 +562,16 @@ def convert_file(src: str | Path, dst: str | Path, *, layout: str = "ipt-ms", ta
     if Path(dst).resolve() == Path(src).resolve() or (
             Path(dst).is_file() and Path(src).is_file() and os.path.samefile(src, dst)):
         raise IPTError(f"{str(dst)!r} is the source file; write the conversion to another file")
-    spec, state = load_weights(src, **overrides)
+    source = read_weight_file(src)
+    spec = resolve_spec(source, **overrides)
+    state = official_state(source, spec)
+    provenance = converted(src, source.layout, source.provenance, task)
     if task is not None:
         from ipt_ms.train.weights import select_task
 
         spec = spec.name_placeholder_task(task)
         spec, state = select_task(spec, state, task)
-    save_weights(dst, state, spec, layout=layout, overwrite=overwrite)
+    save_weights(dst, state, spec, layout=layout, provenance=provenance, overwrite=overwrite)
     return spec
 
 
@@ -569,6 +584,3 @@ def describe(spec: IPTSpec) -> str:
             f"{spec.embedding_dim}), {spec.num_layers}+{spec.num_layers} layers, {spec.num_heads} heads, "
             f"{spec.num_queries} queries" + (f"; {', '.join(flags)}" if flags else ""))
 
-
-def spec_json_pretty(spec: IPTSpec) -> str:
-    return json.dumps(spec.to_dict(), indent=2, sort_keys=True)

@@ -399,10 +399,11 @@ def run_doctor(options: DoctorOptions, echo: Callable[[str], None] = print) -> D
     else:
         with tempfile.TemporaryDirectory(prefix="ipt-doctor-") as tmp:
             from ipt_ms.convert.weights import save_weights
+            from ipt_ms.provenance import seeded
             from parity.seeded import seeded_state
 
             weights = Path(tmp) / "tiny.pt"
-            save_weights(weights, seeded_state(spec, 0), spec)
+            save_weights(weights, seeded_state(spec, 0), spec, provenance=seeded(0))
             for task in spec.task_names:
                 add(_timed(f"parity {task}", lambda t=task: check_parity(options, weights, t, device, out)))
     if "training" in options.skip:

@@ -125,7 +125,10 @@ def _prepare(request: EvalRequest, frameworks: list[tuple[str, str | None]]) -> 
 
 def run_eval(request: EvalRequest, framework: str = "mindspore") -> EvalOutcome:
     """`ipt-ms eval`: evaluate one weights file on benchmark sets; write report.md/.json and CSVs."""
+    from ipt_ms.provenance import warn_if_seeded
+
     sets, runners = _prepare(request, [(framework, None)])
+    warn_if_seeded(request.weights, getattr(runners[0].predictor, "provenance", None))  # before the (long) evaluation
     settings = request.settings(runners[0].task)
     out_dir = ensure_writable_dir(request.out or request.default_out(runners[0].label, runners))
     records = evaluate(sets, runners, settings, out_dir, save_images=request.save_images,

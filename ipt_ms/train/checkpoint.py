@@ -10,7 +10,8 @@ set of checkpoints or the new one, never a torn file. It holds:
   step within it: the batch source is a pure function of seed, epoch and step, so
   this *is* the data position), the learning rate, the Python / NumPy / MindSpore RNG
   states, the world size and the resolved config;
-* ``ipt_spec``: the architecture, as in exported weights.
+* ``ipt_spec``: the architecture, and ``ipt_provenance``: the run, step and best validation
+  PSNR-Y (`ipt_ms.provenance`), as in exported weights.
 
 Checkpoints are named ``step_{global_step:09d}.ckpt``. After each write the run deletes
 its own older checkpoints beyond `keep_last`: those of its *lineage* (the checkpoints it
@@ -173,19 +174,24 @@ def lineage_before(resumed: Path) -> list[Path]:
 
 
 def save_checkpoint(directory: str | Path, tensors: dict[str, np.ndarray], state: TrainState, spec_json: str,
-                    keep_last: int, lineage: list[Path] | None = None) -> Path:
+                    keep_last: int, lineage: list[Path] | None = None, provenance: dict | None = None) -> Path:
     """Write one checkpoint atomically, then prune `lineage` (updated in place) to the
     newest `keep_last`; without a lineage, every checkpoint of `directory` counts.
+    `provenance` is the run's record (`ipt_ms.train.weights.run_provenance`).
 
     A failed write (disk full, unwritable folder) raises IPTError in one line; the
     checkpoints already there are untouched.
     """
     from ipt_ms.convert.weights import write_ms_checkpoint
+    from ipt_ms.provenance import PROVENANCE_METADATA_KEY, record_json
 
     directory = Path(directory)
     path = directory / checkpoint_name(state.global_step)
+    metadata = {STATE_KEY: state.to_json(), SPEC_KEY: spec_json}
+    if provenance is not None:
+        metadata[PROVENANCE_METADATA_KEY] = record_json(provenance)
     try:  # write_ms_checkpoint keeps MindSpore's log quiet and removes its temporary files on failure
-        write_ms_checkpoint(path, tensors, {STATE_KEY: state.to_json(), SPEC_KEY: spec_json}, overwrite=True)
+        write_ms_checkpoint(path, tensors, metadata, overwrite=True)
     except IPTError as err:
         raise IPTError(f"{err}; the checkpoints already in {directory} are kept") from err
     except (OSError, RuntimeError) as err:

@@ -360,7 +360,8 @@ class Trainer:
         if self.validator is not None:
             self.state.best = dict(self.validator.best)
         self.last_checkpoint = save_checkpoint(self.checkpoint_dir, self._checkpoint_tensors(), self.state,
-                                               self.spec.to_json(), self.cfg.output.keep_last, self.lineage)
+                                               self.spec.to_json(), self.cfg.output.keep_last, self.lineage,
+                                               provenance=self.provenance())
         for cb in self._sinks + self.callbacks:
             cb.on_checkpoint(self, self.last_checkpoint)
         return self.last_checkpoint
@@ -382,11 +383,19 @@ class Trainer:
             raise IPTError(f"output.export {str(path)!r} already exists and this is a new run, which would replace "
                            "it; remove it or choose another output.dir")
 
+    def provenance(self) -> dict:
+        """What the run's checkpoints and exported weights record as their origin, now."""
+        from ipt_ms.train.weights import run_provenance
+
+        best = self.validator.best if self.validator is not None else self.state.best
+        return run_provenance(self.cfg, self.state.global_step, best)
+
     def export(self) -> Path:
         from ipt_ms.train.weights import export_weights
 
         path = self.run_dir / self.cfg.output.export
-        export_weights(self.net, self.spec, path, replace=self.eval_weights(), overwrite=True)
+        export_weights(self.net, self.spec, path, replace=self.eval_weights(), provenance=self.provenance(),
+                       overwrite=True)
         return path
 
     def validate(self, result: TrainResult, stop) -> None:

@@ -246,7 +246,7 @@ class Validator:
 
     def write_best(self, report: ValidationReport, net, replace: dict[str, np.ndarray] | None) -> list[Path]:
         """best_<task>.ckpt for every task that improved (atomic writes)."""
-        from ipt_ms.train.weights import export_weights
+        from ipt_ms.train.weights import export_weights, run_provenance
 
         if not self.cfg.val.best:
             return []
@@ -254,7 +254,9 @@ class Validator:
         for task_name, r in report.tasks.items():
             if r.improved:
                 path = self.run_dir / best_weights_name(task_name)
-                export_weights(net, self.spec, path, replace=replace, overwrite=True)  # the run's own best
+                export_weights(net, self.spec, path, replace=replace,
+                               provenance=run_provenance(self.cfg, report.step, self.best, selected=task_name),
+                               overwrite=True)  # the run's own best
                 written.append(path)
         return written
 

@@ -91,14 +91,26 @@ def network_arrays(net: nn.Cell) -> dict[str, np.ndarray]:
     return {p.name: p.asnumpy().copy() for p in net.get_parameters()}
 
 
+def run_provenance(cfg: TrainConfig, step: int, best: dict | None, selected: str | None = None) -> dict:
+    """The provenance record (`ipt_ms.provenance`) of a run's weights at `step`: run folder,
+    recipe, starting weights and the best validation PSNR-Y so far (task -> {"psnr", ...})."""
+    from pathlib import Path
+
+    from ipt_ms.provenance import trained
+
+    init = Path(cfg.train.init).name if cfg.train.init else None
+    return trained(Path(cfg.output.dir).resolve().name, step, best, cfg.kind, init, cfg.train.seed, selected)
+
+
 def export_weights(net: nn.Cell, spec: IPTSpec, path: str | os.PathLike,
-                   replace: dict[str, np.ndarray] | None = None, overwrite: bool = False) -> None:
-    """Write the network's weights (format from the extension) with its architecture inside,
-    so `ipt-ms restore --weights` and `load_weights` take it directly. `replace` overrides
-    some parameters by MindSpore name (the EMA averages)."""
+                   replace: dict[str, np.ndarray] | None = None, provenance: dict | None = None,
+                   overwrite: bool = False) -> None:
+    """Write the network's weights (format from the extension) with its architecture and
+    `provenance` (`run_provenance`) inside, so `ipt-ms restore --weights` and `load_weights`
+    take it directly. `replace` overrides some parameters by MindSpore name (the EMA averages)."""
     from ipt_ms.convert.keymap import mindspore_to_torch
     from ipt_ms.convert.weights import save_weights
 
     arrays = network_arrays(net)
     arrays.update(replace or {})
-    save_weights(path, mindspore_to_torch(arrays, spec), spec, overwrite=overwrite)
+    save_weights(path, mindspore_to_torch(arrays, spec), spec, provenance=provenance, overwrite=overwrite)
