@@ -21,7 +21,7 @@ demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
 # The demo's steps 1-4 (photo, seeded full-size weights, conversion, parity of all 6 tasks);
-# CI runs it again with other kernels (README, "Layer-by-layer parity").
+# CI runs it again with other kernels (docs/parity.md).
 demo-parity: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" DEMO_STEPS=parity bash scripts/demo.sh
 
@@ -30,7 +30,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 fast-# The demo's steps 1-4 (photo, seeded full-size weights, conversion, parity of all 6 tasks);
-# CI runs it again with other kernels (README, "Layer-by-layer parity").
+# CI runs it again with other kernels (docs/parity.md).
 demo-parity: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" DEMO_STEPS=parity bash scripts/demo.sh
 

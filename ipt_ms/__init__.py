@@ -7,7 +7,7 @@ MindSpore is imported: ``GLOG_v=3``, which silences MindSpore's C++ warning spam
 It no longer caps oneDNN at AVX2 (``ONEDNN_MAX_CPU_ISA``): on CPU the network runs its
 convolutions as im2col + matmul (`ipt_ms.models.ipt.Conv2d`), which avoids the slow
 reference convolution the cap was for, and MindSpore's matmuls are a quarter to a half
-faster with AVX-512 (README, "Runtime settings").
+faster with AVX-512 (docs/runtime.md).
 """
 
 import os

@@ -454,7 +454,7 @@ def export_mindir(net, spec: IPTSpec, task_idx: int, path: str | os.PathLike, *,
     """Export a MindSpore IPT for one task to MindIR with a dynamic batch (MindSpore Lite/serving).
 
     The graph holds native convolutions (`ipt_ms.models.exported_form`): on a CPU run them with
-    ONEDNN_MAX_CPU_ISA=AVX2 exported before MindSpore starts (README, "Runtime settings")."""
+    ONEDNN_MAX_CPU_ISA=AVX2 exported before MindSpore starts (docs/runtime.md)."""
     import mindspore as ms
 
     from ipt_ms.models import exported_form

@@ -1,6 +1,6 @@
 """File helpers shared by every command: output-path checks and atomic writes.
 
-The rules every writer in ipt-ms follows (README, "Errors"):
+The rules every writer in ipt-ms follows (docs/guarantees.md):
 
 * an output path is checked before any work (`check_output_file`, `check_output_dir`):
   a directory where a file is expected, a file where a folder is expected, or a folder

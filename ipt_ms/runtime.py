@@ -69,7 +69,7 @@ CONV_AS_MATMUL_ENV = "IPT_MS_CONV_AS_MATMUL"
 def conv_as_matmul_default() -> bool:
     """Whether new networks run their convolutions as im2col + matmul (`Conv2d.as_matmul`).
 
-    On by default on CPU (README, "Runtime settings"); `IPT_MS_CONV_AS_MATMUL=0|1` overrides
+    On by default on CPU (docs/runtime.md); `IPT_MS_CONV_AS_MATMUL=0|1` overrides
     it, which is how CI runs the demo's parity with either kernel family."""
     value = os.environ.get(CONV_AS_MATMUL_ENV, "").strip().lower()
     if value in ("1", "on", "true", "yes"):

@@ -25,7 +25,7 @@ class Conv2d(nn.Conv2d):
     one matmul with the (out, in*k*k) weight: the same sums in another order. On CPU this
     keeps the convolutions off oneDNN's plain-NCHW convolution, whose only fast kernel
     needs the ISA capped at AVX2 -- a cap that also slows every matmul of the transformer
-    by a quarter to a half (README, "Runtime settings"). Exports use the native
+    by a quarter to a half (docs/runtime.md). Exports use the native
     convolution (`ipt_ms.models.exported_form`).
     """
 

@@ -1,6 +1,6 @@
 """Harness for hostile-input tests: real `ipt-ms` subprocesses on real files.
 
-Every case asserts the README's promise for bad input: exit code 2, exactly one line on
+Every case asserts the promise for bad input (docs/guarantees.md): exit code 2, exactly one line on
 stderr that names the offending file or key, no traceback, no new or changed files in
 the watched folders, and inputs byte-identical afterwards (`Snapshot`).
 
