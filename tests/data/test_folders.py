@@ -70,7 +70,8 @@ def test_sr_benchmark_broken_layouts(tmp_path, crops):
     with pytest.raises(IPTError, match="X4"):
         sr_benchmark(tmp_path / "Set5", 4, lr="files")
     # LR larger than HR/s
-    write_image(tmp_path / "Set5" / "LR_bicubic" / "X3" / "babyx3.png", np.zeros((40, 40, 3), np.uint8))
+    write_image(tmp_path / "Set5" / "LR_bicubic" / "X3" / "babyx3.png", np.zeros((40, 40, 3), np.uint8),
+                overwrite=True)
     ds = sr_benchmark(tmp_path / "Set5", 3)
     with pytest.raises(IPTError, match="babyx3.png"):
         ds[ds.names.index("baby")]
