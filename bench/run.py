@@ -419,7 +419,7 @@ def update_markdown(path: Path, section: str, title: str = SECTION) -> None:
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
         tail = "".join(lines[end:])
         new = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
-    with atomic_output(path) as tmp:
+    with atomic_output(path, overwrite=True) as tmp:  # the benchmark's own report file
         tmp.write_text(new)
 
 

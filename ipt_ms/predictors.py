@@ -55,11 +55,12 @@ def create_predictor(framework: str, weights: str, task: str | int, *, batch_siz
         predictor = OnnxRuntimePredictor(weights, task, batch_size, progress=progress, device=device, **overrides)
         predictor.provenance = predictor.info.provenance
         return predictor, predictor.spec
-    from ipt_ms.convert.weights import official_state, read_weight_file, resolve_spec
+    from ipt_ms.convert.weights import log_weights_variant, official_state, read_weight_file, resolve_spec
 
-    read = read_weight_file(weights)
+    read = read_weight_file(weights, overrides.pop("weights_variant", None))
     spec = resolve_spec(read, **overrides)
     state = official_state(read, spec)
+    log_weights_variant(read)
     spec = spec.name_placeholder_task(task)
     if framework == "torch":
         from parity.torch_runner import TorchPredictor, build_torch_model

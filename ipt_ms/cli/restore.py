@@ -144,13 +144,13 @@ def run(args) -> int:
     predictor, spec = create_predictor(args.framework, args.weights, args.task, batch_size=args.batch_size,
                                        device=args.device, mode=args.mode, progress=not args.quiet,
                                        **architecture_overrides(args))
-    warn_if_seeded(args.weights, predictor.provenance)
     task = spec.task_names[predictor.task_idx]
     check_restore([(str(p), im.rgb.shape[0], im.rgb.shape[1]) for p, im in zip(paths, images)], spec,
                   scale=predictor.scale, protocol=args.protocol,
                   call_tiles=getattr(predictor, "call_tiles", args.batch_size),
                   held_bytes=sum(im.rgb.nbytes + (im.alpha.nbytes if im.alpha is not None else 0) for im in images))
     plan = plan_outputs(paths, out_dir, task, args.save_raw, args.overwrite)
+    warn_if_seeded(args.weights, predictor.provenance)  # after every check: an error stays one line
     show = not args.quiet and len(images) > 1
     done = 0
     try:

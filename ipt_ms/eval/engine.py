@@ -209,7 +209,7 @@ class ResultsLog:
             logging.getLogger("ipt_ms.eval").warning(
                 "%s: %d damaged or incomplete line(s) ignored (line %s); those images are computed again",
                 self.path, len(dropped), ", ".join(map(str, dropped[:5])) + (", ..." if len(dropped) > 5 else ""))
-            with atomic_output(self.path) as tmp:
+            with atomic_output(self.path, overwrite=True) as tmp:  # eval's own results file
                 tmp.write_bytes(b"\n".join(kept) + b"\n")
         elif tail:  # a record cut off by an interruption: drop it, it will be recomputed
             with open(self.path, "r+b") as fh:

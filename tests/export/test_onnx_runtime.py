@@ -82,7 +82,7 @@ def test_three_way_parity_command(tiny_pt, ms_onnx, torch_onnx, tmp_path, capsys
     assert main(["parity", str(tiny_pt), "--task", TASK, "--onnx", str(torch_onnx), "--report",
                  str(report_dir)]) == 0
     printed = capsys.readouterr().out
-    assert "ONNX Runtime vs PyTorch: 13/13 stage(s) compared pass" in printed and "parity PASS" in printed
+    assert "ONNX Runtime vs PyTorch end to end: 13/13 stage(s) compared pass" in printed and "parity PASS" in printed
     data = json.loads((report_dir / "report.json").read_text())
     onnx_stages = data["others"]["onnx"]
     assert [s["name"] for s in onnx_stages] == [s["name"] for s in data["stages"]]

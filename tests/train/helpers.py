@@ -70,3 +70,18 @@ def tiny_config(out_dir, **sections):
         else:
             data[section] = values
     return load_train_config(data=data)
+
+
+def same_checkpoint(a, b) -> bool:
+    """Two .ckpt files hold the same arrays and metadata, provenance aside: it names the run
+    folder (`ipt_ms.provenance`), which differs between two runs that must agree bit for bit."""
+    from ipt_ms.convert.ms_checkpoint import read_ckpt
+    from ipt_ms.provenance import PROVENANCE_METADATA_KEY
+
+    left, right = read_ckpt(a), read_ckpt(b)
+    left.pop(PROVENANCE_METADATA_KEY, None)
+    right.pop(PROVENANCE_METADATA_KEY, None)
+    if left.keys() != right.keys():
+        return False
+    return all(np.array_equal(left[k], right[k]) if isinstance(left[k], np.ndarray) else left[k] == right[k]
+               for k in left)

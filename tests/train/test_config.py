@@ -116,8 +116,8 @@ def test_resume_mismatch_lists_what_differs():
     new = load_train_config("configs/tiny.yaml", ["optim.lr=1e-3", "model.n_feats=8", "train.max_steps=5",
                                                   "output.keep_last=9", "schedule.epochs=80"])
     diffs = resume_mismatch(to_dict(old), new)
-    assert sorted(d.split(":")[0] for d in diffs) == ["model.n_feats", "optim.lr"]
-    assert "optim.lr: checkpoint 0.0005, now 0.001" in diffs
+    # optim.lr may change on resume (issue 18: after a NaN stop the advice is a lower lr)
+    assert sorted(d.split(":")[0] for d in diffs) == ["model.n_feats"]
     # cosine decays over schedule.epochs: extending it would change the lr of the steps to come
     cosine = load_train_config("configs/tiny.yaml", ["schedule.kind=cosine"])
     longer = load_train_config("configs/tiny.yaml", ["schedule.kind=cosine", "schedule.epochs=80"])

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.train.helpers import same_checkpoint
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "train_distributed.sh"
 WORKER = ROOT / "tests" / "train" / "dist_worker.py"
@@ -416,7 +418,7 @@ def test_a_worker_killed_mid_run_is_restarted_from_the_checkpoint_to_the_same_we
     assert noticed - killed_wall < 5, (said[0], killed_wall)  # the rest stopped and the restart began within seconds
     assert (logs / "attempt-1" / "worker_1.log").is_file() and (logs / "attempt-2" / "worker_1.log").is_file()
     # the final weights of the uninterrupted run, to the bit
-    assert (run / "model.ckpt").read_bytes() == (tmp_path / "dp_run" / "model.ckpt").read_bytes()
+    assert same_checkpoint(run / "model.ckpt", tmp_path / "dp_run" / "model.ckpt")
     print(f"worker killed at step >= 13; run finished {time.monotonic() - killed_at:.1f} s later")
 
 
@@ -477,7 +479,7 @@ def test_two_nodes_in_network_namespaces_match_one_node_with_two_workers(unbroke
                               f"10.231.0.1:29517, run {run}, logs in {run}/logs/node-{rank}/attempt-1"), err
     assert f"step {STEPS}: weights {run}/model.ckpt" in errs[0]  # rank 0's summary on node 0's console
     # the weights of one node with two workers, to the bit
-    assert (run / "model.ckpt").read_bytes() == (tmp_path / "dp_run" / "model.ckpt").read_bytes()
+    assert same_checkpoint(run / "model.ckpt", tmp_path / "dp_run" / "model.ckpt")
 
 
 @pytest.mark.slow
