@@ -29,12 +29,7 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-fast-# The demo's steps 1-4 (photo, seeded full-size weights, conversion, parity of all 6 tasks);
-# CI runs it again with other kernels (docs/parity.md).
-demo-parity: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" DEMO_STEPS=parity bash scripts/demo.sh
-
-test: $(STAMP)
+fast-test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
