@@ -134,7 +134,9 @@ def restore_bytes(height: int, width: int, spec, *, scale: int, protocol: str, c
     total = tile_in + tile_out + image + output * (4 * 4 + 8 + 1)
     if self_ensemble:
         total += output * 4 * 2
-    return total + call_tiles * activation_bytes(spec, scale)
+    # a call never holds more tiles than the image has (MindSpore pads a short one to a power of two)
+    per_call = min(call_tiles, 1 << max(tiles - 1, 0).bit_length())
+    return total + per_call * activation_bytes(spec, scale)
 
 
 def weights_bytes(spec) -> int:

@@ -83,3 +83,15 @@ def test_make_weights_with_4096_features_is_one_line(files):
 def test_a_bad_memory_limit_is_one_line(files, value):
     proc = run_cli("compare", "small.png", "small.png", cwd=files, env={"IPT_MS_MEMORY_LIMIT": value})
     assert_one_line_error(proc, "IPT_MS_MEMORY_LIMIT")
+
+
+def test_a_small_image_is_not_charged_for_a_full_batch_of_tiles():
+    """`make demo` restores a 64x64 crop with PyTorch (batch size 64): 9 tiles, not 64 (it was
+    refused as needing 23.5 GB)."""
+    from ipt_ms.memory import activation_bytes, restore_bytes
+    from ipt_ms.spec import IPTSpec
+
+    spec = IPTSpec.pretrain()
+    small = restore_bytes(64, 64, spec, scale=2, protocol="official", call_tiles=64)
+    assert small < 17 * activation_bytes(spec, 2)  # 9 tiles, padded to a call of 16 at most
+    assert restore_bytes(512, 512, spec, scale=2, protocol="official", call_tiles=64) > 64 * activation_bytes(spec, 2)
