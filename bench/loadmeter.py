@@ -123,3 +123,11 @@ def scratch_dir() -> str:
         _scratch.append(tempfile.mkdtemp(prefix="ipt-bench-"))
         atexit.register(shutil.rmtree, _scratch[0], True)
     return _scratch[0]
+
+
+def section_heading(base: str) -> str:
+    """`base` ("## Inference") with the CPU model and oneDNN ISA: BENCHMARKS.md keeps one section
+    per CPU kind, so a run on another kind of CPU adds its own."""
+    from ipt_ms import machine
+
+    return f"{base}: {machine.heading()}"

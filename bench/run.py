@@ -56,6 +56,7 @@ from bench.loadmeter import (  # noqa: E402
     memory_mib,
     sample_others,
     scratch_dir,
+    section_heading,
     verdict,
 )
 
@@ -74,10 +75,7 @@ SECTION = "## Inference"
 
 
 def section_title() -> str:
-    """One section per CPU model and oneDNN ISA, so a run on another kind of CPU adds its own."""
-    from ipt_ms import machine
-
-    return f"{SECTION}: {machine.heading()}"
+    return section_heading(SECTION)
 
 
 @dataclass
