@@ -252,12 +252,8 @@ def _unique_stems(paths) -> dict[str, Path]:
     return {s: ps[0] for s, ps in by_stem.items() if len(ps) == 1}
 
 
-def compare_paths(a: os.PathLike | str, b: os.PathLike | str, limits: CompareLimits = CompareLimits(), *,
-                  progress: bool = False) -> CompareResult:
-    """Compare two files, or every matching pair of two folders (B is the reference)."""
-    from ipt_ms.memory import check_compare
-    from ipt_ms.progress import progress_bar
-
+def _same_kind_paths(a: os.PathLike | str, b: os.PathLike | str) -> tuple[Path, Path]:
+    """Both paths exist and are both files or both folders (one line naming them otherwise)."""
     a, b = Path(a), Path(b)
     for path in (a, b):
         if not path.exists():
@@ -265,6 +261,16 @@ def compare_paths(a: os.PathLike | str, b: os.PathLike | str, limits: CompareLim
     if a.is_dir() != b.is_dir():
         raise IPTError(f"compare a file with a file or a folder with a folder: {a} is "
                        f"{'a folder' if a.is_dir() else 'a file'}, {b} is {'a folder' if b.is_dir() else 'a file'}")
+    return a, b
+
+
+def compare_paths(a: os.PathLike | str, b: os.PathLike | str, limits: CompareLimits = CompareLimits(), *,
+                  progress: bool = False) -> CompareResult:
+    """Compare two files, or every matching pair of two folders (B is the reference)."""
+    from ipt_ms.memory import check_compare
+    from ipt_ms.progress import progress_bar
+
+    a, b = _same_kind_paths(a, b)
     if a.is_dir():
         pairs, only_a, only_b = match_folders(a, b)
     else:
@@ -386,13 +392,7 @@ def compare_to_ground_truth(a: os.PathLike | str, b: os.PathLike | str, *, scale
     from ipt_ms.metrics import default_shave, psnr, ssim
     from ipt_ms.progress import progress_bar
 
-    a, b = Path(a), Path(b)
-    for path in (a, b):
-        if not path.exists():
-            raise IPTError(f"not found: {str(path)!r}")
-    if a.is_dir() != b.is_dir():
-        raise IPTError(f"compare a file with a file or a folder with a folder: {a} is "
-                       f"{'a folder' if a.is_dir() else 'a file'}, {b} is {'a folder' if b.is_dir() else 'a file'}")
+    a, b = _same_kind_paths(a, b)
     pairs, only_a, only_b = match_ground_truth(a, b) if a.is_dir() else ([(a, b)], [], [])
     results = []
     for pa, pb in progress_bar(pairs, total=len(pairs), desc="compare", unit="pair",
