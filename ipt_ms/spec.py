@@ -268,6 +268,11 @@ class IPTSpec:
                    if key not in self.TORCH_BUFFERS)
 
     # ----------------------------------------------------------------- parity stages
+    @property
+    def body_stage_count(self) -> int:
+        """Stages the transformer body reports: linear_encoding, the layers, mlp_head, fold."""
+        return 2 * self.num_layers + 1 + 2 * (not self.no_mlp)
+
     def stage_names(self, task: str | int) -> list[str]:
         """Names of the intermediate results both frameworks report, in forward order."""
         names = ["mean_shift", "head.conv", "head.resblock1", "head.resblock2"]

@@ -215,7 +215,7 @@ class TorchIPT(nn.Module):
             stages.append(x)
         if given is not None:
             x = given[3]
-        n_body = 2 * self.spec.num_layers + 1 + 2 * (not self.spec.no_mlp)
+        n_body = self.spec.body_stage_count
         res, features, body_stages = self.body(x, task_idx, with_stages,
                                                None if given is None else given[4:4 + n_body])
         res = res + x

@@ -278,8 +278,7 @@ class VisionTransformer(nn.Cell):
         if self.use_pos:
             self.position_encoding = LearnedPositionalEncoding(L, E)
         self.dropout_layer1 = compat.dropout(spec.dropout_rate)
-        # stages reported by construct: linear_encoding, layers, mlp_head (with the MLPs), fold
-        self.stage_count = 2 * spec.num_layers + 1 + 2 * self.use_mlp
+        self.stage_count = spec.body_stage_count  # stages construct reports
         if spec.no_norm:  # the official model re-initialises every Linear when LayerNorm is off
             for _, cell in self.cells_and_names():
                 if isinstance(cell, nn.Dense):
