@@ -16,10 +16,56 @@ import numpy as np
 
 from ipt_ms.errors import IPTError
 
-__all__ = ["SAMPLE_PHOTOS", "sample_photo", "write_sample_photos"]
+__all__ = ["HELD_OUT_PHOTOS", "SAMPLE_PHOTOS", "TRAINING_PHOTOS", "sample_photo", "training_images",
+           "write_sample_photos", "write_training_photos"]
 
 #: colour photos shipped inside scikit-image (no download needed)
 SAMPLE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry")
+
+
+#: photos the shipped small model (docs/model_card_small.md) never saw: its quality table is measured on them
+HELD_OUT_PHOTOS = ("chelsea", "coffee")
+#: the training images: every colour photo bundled with scikit-image or matplotlib except the held-out ones
+#: (`cat` is `chelsea` again), and scikit-image's grey textures as RGB
+TRAINING_COLOUR = ("astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
+                   "motorcycle_left", "motorcycle_right", "grace_hopper")
+TRAINING_GREY = ("camera", "grass", "gravel", "brick", "moon", "coins", "text", "page")
+TRAINING_PHOTOS = TRAINING_COLOUR + TRAINING_GREY
+
+
+def _bundled_image(name: str) -> np.ndarray:
+    """One training image as H x W x 3 uint8, from the scikit-image or matplotlib wheel."""
+    import skimage.data as skd
+
+    if name == "grace_hopper":  # matplotlib's sample data (public domain, US Navy photo)
+        import matplotlib.cbook
+
+        with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as handle:
+            from PIL import Image
+
+            return np.asarray(Image.open(handle).convert("RGB"))
+    if name.startswith("motorcycle_"):
+        left, right = skd.stereo_motorcycle()[:2]
+        return left if name.endswith("left") else right
+    img = np.asarray(getattr(skd, name)())
+    return np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img[..., :3]
+
+
+def training_images(names: tuple[str, ...] = TRAINING_PHOTOS) -> dict[str, np.ndarray]:
+    """The named training images (never a held-out photo)."""
+    leaked = sorted(set(names) & set(HELD_OUT_PHOTOS + ("cat",)))
+    if leaked:
+        raise IPTError(f"{', '.join(leaked)} is held out for evaluation and must not be trained on")
+    return {name: np.ascontiguousarray(_bundled_image(name)) for name in names}
+
+
+def write_training_photos(out_dir: os.PathLike | str, names: tuple[str, ...] = TRAINING_PHOTOS) -> list[Path]:
+    """Write the training images as PNG into `out_dir` (created; rewritten on a second run)."""
+    from ipt_ms.data.imageio import write_image
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return [write_image(out / f"{name}.png", img, overwrite=True) for name, img in training_images(names).items()]
 
 
 def sample_photo(name: str, height: int | None = None, width: int | None = None) -> np.ndarray:
