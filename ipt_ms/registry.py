@@ -3,6 +3,10 @@
     import ipt_ms
     ipt_ms.list_models()                                   # ['ipt_denoise_30', ..., 'ipt_tiny']
     net, spec = ipt_ms.create_model("ipt_sr_x2", checkpoint="ipt_x2_ascend_v190_set5_research_cv_acc38.3.ckpt")
+    net, spec = ipt_ms.create_model("ipt_small", pretrained=True)  # weights shipped in the package
+
+`pretrained=True` loads weights that ship inside the package (`ipt_ms/pretrained/`; today
+only `ipt_small`, trained by this project: docs/model_card_small.md); nothing is downloaded.
 
 A checkpoint may be in any layout `ipt_ms.convert.weights` reads (official PyTorch, ipt-ms,
 MindSpore model zoo / Hub / zoo trainer checkpoint). Unlike `load_param_into_net`, a file
@@ -15,6 +19,7 @@ import dataclasses
 import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ipt_ms.errors import IPTError
@@ -28,6 +33,16 @@ class ModelEntry:
     name: str
     make_spec: Callable[..., IPTSpec]
     description: str
+    shipped: str | None = None  # file name in ipt_ms/pretrained/ of weights that ship with the package
+
+
+#: where weights that ship inside the package live
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+
+
+def _small(**overrides: Any) -> IPTSpec:
+    """The shipped small model: six tasks, 32 features, 1+1 layers, 4 heads, 24-px patches."""
+    return IPTSpec.pretrain(**{"n_feats": 32, "patch_size": 24, "num_heads": 4, "num_layers": 1, **overrides})
 
 
 def _single(task: str) -> Callable[..., IPTSpec]:
@@ -44,6 +59,9 @@ _ENTRIES = (
     ModelEntry("ipt_denoise_50", _single("denoise_50"), "denoising, sigma 50 (IPT_dn50.pt; Hub ipt_denoise50_*)"),
     ModelEntry("ipt_derain", _single("derain"), "deraining (IPT_derain.pt; Hub ipt_derain_*.ckpt)"),
     ModelEntry("ipt_tiny", IPTSpec.tiny, "x2, 8 features, 1+1 layers, 2 heads, 24-px patches: tests and CPU demos"),
+    ModelEntry("ipt_small", _small, "6 tasks, 32 features, 1+1 layers, 4.0M parameters, trained by this project "
+               "on bundled photos; ships with the package (pretrained=True, docs/model_card_small.md)",
+               shipped="ipt_small.safetensors"),
 )
 MODELS: dict[str, ModelEntry] = {entry.name: entry for entry in _ENTRIES}
 
@@ -70,14 +88,31 @@ def model_spec(name: str, **overrides: Any) -> IPTSpec:
     return base.replace(**overrides) if overrides else base
 
 
-def create_model(name: str, checkpoint: str | None = None, *, device: str | None = None, mode: str | None = None,
-                 **overrides: Any):
+def pretrained_weights(name: str) -> Path:
+    """The weights file that ships with the package for model `name`; refused when there is none."""
+    if name not in MODELS:
+        raise IPTError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    entry = MODELS[name]
+    shipped = [n for n in list_models() if MODELS[n].shipped]
+    if entry.shipped is None:
+        raise IPTError(f"no weights ship with {name}: give a checkpoint file instead (docs/usage.md says where "
+                       f"to get the official ones); models with shipped weights: {', '.join(shipped) or 'none'}")
+    path = PRETRAINED_DIR / entry.shipped
+    if not path.is_file():
+        raise IPTError(f"the shipped weights of {name} are missing from this installation ({str(path)!r}); "
+                       "reinstall ipt-ms, or train them with `make train-small`")
+    return path
+
+
+def create_model(name: str, checkpoint: str | None = None, *, pretrained: bool = False, device: str | None = None,
+                 mode: str | None = None, **overrides: Any):
     """Build the MindSpore IPT registered as `name`: returns (network in inference mode, spec).
 
     Args:
         name: one of `list_models()`.
         checkpoint: weights to load (any supported format and layout); None keeps the
-            fresh initialisation. It must hold exactly this architecture (after
+            fresh initialisation (or, with `pretrained`, loads the weights that ship with
+            the package; see `pretrained_weights`). It must hold exactly this architecture (after
             `overrides`); a single-task file that does not record its task is taken to be
             the named model's task.
         device, mode: if given, `ipt_ms.runtime.configure(device, mode)` is called first.
@@ -86,6 +121,10 @@ def create_model(name: str, checkpoint: str | None = None, *, device: str | None
     from ipt_ms.inference import build_model
 
     spec = model_spec(name, **overrides)
+    if pretrained:
+        if checkpoint is not None:
+            raise IPTError("give either a checkpoint or pretrained=True, not both")
+        checkpoint = str(pretrained_weights(name))
     if device is not None or mode is not None:
         from ipt_ms.runtime import configure
 

@@ -98,6 +98,24 @@ def architecture_overrides(args: argparse.Namespace) -> dict:
     return overrides
 
 
+def add_weights_source(parser: argparse.ArgumentParser, formats: str) -> None:
+    """--weights FILE or --model NAME (weights that ship with the package), exactly one."""
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--weights", help=formats)
+    group.add_argument("--model", metavar="NAME",
+                       help="a registered model whose weights ship with ipt-ms, e.g. ipt_small "
+                            "(trained by this project; docs/model_card_small.md)")
+
+
+def weights_source(args: argparse.Namespace) -> str:
+    """The weights file that --weights or --model names."""
+    if args.weights is not None:
+        return args.weights
+    from ipt_ms.registry import pretrained_weights
+
+    return str(pretrained_weights(args.model))
+
+
 def add_quiet_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 

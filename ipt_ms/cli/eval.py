@@ -8,11 +8,13 @@ from ipt_ms.cli._common import (
     add_architecture_overrides,
     add_quiet_arg,
     add_runtime_args,
+    add_weights_source,
     architecture_overrides,
     non_negative_int,
     positive_int,
     seed_int,
     setup_logging,
+    weights_source,
 )
 from ipt_ms.tiling import PROTOCOLS
 
@@ -70,7 +72,7 @@ def register(subparsers) -> None:
                     "(exactly as the official code) and SSIM-Y per image and per set, as paper-style tables "
                     "(printed, and saved as Markdown/CSV/JSON in --out). Per-image results are logged as they "
                     "are computed; re-running the same command skips finished images.")
-    p.add_argument("--weights", required=True, help=".ckpt, .pt/.pth or .safetensors")
+    add_weights_source(p, ".ckpt, .pt/.pth or .safetensors")
     p.add_argument("--framework", default="mindspore",
                    help="mindspore (default), torch (the PyTorch twin) or onnx (ONNX Runtime on an exported file)")
     add_eval_args(p)
@@ -81,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from ipt_ms.eval.run import run_eval
 
     setup_logging(args.quiet)
-    outcome = run_eval(request_from_args(args, args.weights), framework=args.framework)
+    outcome = run_eval(request_from_args(args, weights_source(args)), framework=args.framework)
     print(outcome.printed)
     for path in outcome.paths:
         print(f"wrote {path}")

@@ -6,9 +6,11 @@ from ipt_ms.cli._common import (
     add_architecture_overrides,
     add_quiet_arg,
     add_runtime_args,
+    add_weights_source,
     architecture_overrides,
     positive_int,
     setup_logging,
+    weights_source,
 )
 from ipt_ms.tiling import PROTOCOLS
 
@@ -25,7 +27,7 @@ def register(subparsers) -> None:
                     "(run as RGB, written back as the BT.601 luma of the result) and alpha passes through "
                     "(bicubic-resized by the SR factor); 16-bit input becomes 8-bit (round(v/257)).")
     p.add_argument("images", nargs="*", help="image files or folders of images")
-    p.add_argument("--weights", required=True, help=".ckpt, .pt/.pth, .safetensors, or .onnx with --framework onnx")
+    add_weights_source(p, ".ckpt, .pt/.pth, .safetensors, or .onnx with --framework onnx")
     p.add_argument("--task", default="0", help="task name or index (default 0)")
     p.add_argument("-o", "--output", required=True, help="output folder (created if needed)")
     p.add_argument("--overwrite", action="store_true",
@@ -137,11 +139,12 @@ def run(args) -> int:
     from ipt_ms.provenance import warn_if_seeded
 
     setup_logging(args.quiet)
+    weights = weights_source(args)
     paths = collect_inputs(args.images)
     out_dir = check_output_dir(args.output)
     plan_outputs(paths, out_dir, "<task>", args.save_raw, args.overwrite, check_existing=False)  # name clashes
     images = [read_image_planes(p) for p in paths]  # decode everything first: a bad file stops before any output
-    predictor, spec = create_predictor(args.framework, args.weights, args.task, batch_size=args.batch_size,
+    predictor, spec = create_predictor(args.framework, weights, args.task, batch_size=args.batch_size,
                                        device=args.device, mode=args.mode, progress=not args.quiet,
                                        **architecture_overrides(args))
     task = spec.task_names[predictor.task_idx]
@@ -150,7 +153,7 @@ def run(args) -> int:
                   call_tiles=getattr(predictor, "call_tiles", args.batch_size),
                   held_bytes=sum(im.rgb.nbytes + (im.alpha.nbytes if im.alpha is not None else 0) for im in images))
     plan = plan_outputs(paths, out_dir, task, args.save_raw, args.overwrite)
-    warn_if_seeded(args.weights, predictor.provenance)  # after every check: an error stays one line
+    warn_if_seeded(weights, predictor.provenance)  # after every check: an error stays one line
     show = not args.quiet and len(images) > 1
     done = 0
     try:
