@@ -173,13 +173,17 @@ def _read_bytes(path: Path) -> bytes | None:
         if err.errno == errno.ELOOP:
             raise _RefusedError("it is a symbolic link") from None
         raise _RefusedError(f"it cannot be read ({err.strerror or err})") from None
-    with os.fdopen(fd, "rb") as fh:
-        info = os.fstat(fh.fileno())
+    try:
+        info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise _RefusedError("it is not a regular file")
         if info.st_uid != os.geteuid():
             raise _RefusedError(f"it is owned by another user (uid {info.st_uid}), so it could have been planted")
-        data = fh.read(MAX_BYTES + 1)
+        data = os.read(fd, MAX_BYTES + 1)
+    except OSError as err:
+        raise _RefusedError(f"it cannot be read ({err.strerror or err})") from None
+    finally:
+        os.close(fd)
     if len(data) > MAX_BYTES:
         raise _RefusedError(f"it is over {MAX_BYTES:,} bytes, far more than a stored choice")
     return data
@@ -206,10 +210,10 @@ def _check_record(path: Path, data: bytes, key: dict | None) -> dict:
     if not isinstance(record, dict) or set(record) != _RECORD_FIELDS:
         raise _RefusedError("it does not have the fields of a stored choice (key, choice, seconds_per_tile, measured)")
     stored_key = _check_key(record["key"])
-    if path.name != _file_name(stored_key):
-        raise _RefusedError("its name does not match the key it holds (copied or renamed)")
     if key is not None and stored_key != key:
         raise _RefusedError("it was stored for another CPU, ISA, MindSpore version or model")
+    if path.name != _file_name(stored_key):
+        raise _RefusedError("its name does not match the key it holds (copied or renamed)")
     choice = record["choice"]
     if not isinstance(choice, dict) or set(choice) != {"conv_as_matmul", "call_tiles"}:
         raise _RefusedError("its choice does not hold exactly conv_as_matmul and call_tiles")
