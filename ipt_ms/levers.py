@@ -265,8 +265,10 @@ def load_record(path: Path, key: dict | None, then: str) -> dict | None:
 
 def read_choice(key: dict, then: str = "using the built-in levers") -> Levers | None:
     """The stored choice for `key` (None: none stored, the compile cache off, or refused)."""
+    from ipt_ms import compile_cache
+
     folder = levers_dir()
-    if folder is None:
+    if folder is None or not compile_cache.usable_root(folder.parent):  # (which says why, once)
         return None
     record = load_record(folder / _file_name(key), key, then)
     if record is None:

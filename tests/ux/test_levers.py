@@ -234,6 +234,15 @@ def test_a_damaged_or_crafted_choice_is_one_line_and_the_built_in_levers(case, c
     assert reason in lines[0] and lines[0].endswith("; using the built-in levers") and "\n" not in lines[0]
 
 
+def test_a_choice_in_a_folder_others_can_write_is_not_used(cache, tiny_spec, caplog):
+    path = write_record(tiny_spec, GOOD)
+    path.parent.chmod(0o777)  # anyone could have planted it
+    caplog.set_level(logging.INFO, logger="ipt_ms")
+    assert levers.choose_levers(tiny_spec, "sr_x2") == levers.Levers()
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith(f"stored levers {path} not used: its folder cannot be trusted (others can write to it")
+
+
 def test_under_trial_a_damaged_choice_is_measured_afresh_and_replaced(cache, tiny_spec, fake_measure, caplog,
                                                                       monkeypatch):
     path = write_record(tiny_spec, {"conv_as_matmul": True, "call_tiles": 99})
