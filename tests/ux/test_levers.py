@@ -289,3 +289,23 @@ def test_doctor_reports_the_stored_choice(cache, tiny_spec):
     write_record(tiny_spec, GOOD)
     shown = environment(DoctorOptions())["levers"]["stored"]
     assert "8 feats, 1+1 layers, 24 px, scale 2, CPU graph: native convolutions, 1 tile per call" in shown
+
+
+def test_tune_refuses_in_one_line_before_measuring(tmp_path):
+    unknown = cli(["tune", "ipt_nonexistent"], tmp_path / "cache")
+    assert unknown.returncode == 2 and len(unknown.stderr.strip().splitlines()) == 1
+    assert "'ipt_nonexistent' is neither a registered model (" in unknown.stderr and "ipt_tiny" in unknown.stderr
+    off = cli(["tune", "ipt_tiny", "--compile-cache", "off"], tmp_path / "cache")
+    assert off.returncode == 2 and off.stderr.strip().splitlines() == [
+        "ipt-ms tune: error: the compile cache is off, and stored levers are kept in it; give --compile-cache DIR "
+        "or unset IPT_MS_COMPILE_CACHE"]
+    task = cli(["tune", "ipt_tiny", "--task", "derain"], tmp_path / "cache")
+    assert task.returncode == 2 and "unknown task 'derain'" in task.stderr and len(task.stderr.splitlines()) == 1
+    assert not (tmp_path / "cache" / "levers").exists()
+
+
+def test_tune_takes_a_registered_name():
+    from ipt_ms.cli.tune import model_spec_for
+    from ipt_ms.spec import IPTSpec
+
+    assert model_spec_for("ipt_tiny", "0", {}) == IPTSpec.tiny(task_names=("sr_x2",))
