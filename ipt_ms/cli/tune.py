@@ -33,12 +33,13 @@ def model_spec_for(model: str, task: str, overrides: dict):
 
     from ipt_ms.registry import list_models, model_spec
 
+    variant = overrides.pop("weights_variant", None)
     if model in list_models():
-        spec = model_spec(model)
+        spec = model_spec(model, **overrides)
     elif Path(model).is_file():
         from ipt_ms.convert.weights import read_weight_file, resolve_spec
 
-        read = read_weight_file(model, overrides.pop("weights_variant", None))
+        read = read_weight_file(model, variant)
         spec = resolve_spec(read, **overrides)
     else:
         from ipt_ms.errors import IPTError
