@@ -404,7 +404,10 @@ def describe() -> str:
     folder = levers_dir()
     if folder is None:
         return "none (they are kept in the compile cache, which is off)"
-    here = _machine_part()
+    try:
+        here = _machine_part()
+    except Exception as err:  # MindSpore does not import: the doctor reports that elsewhere
+        return f"unknown ({type(err).__name__})"
     found = []
     if folder.is_dir():
         for path in sorted(folder.glob("*.json"))[:64]:

@@ -72,7 +72,9 @@ def add_compile_cache_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def add_levers_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--levers", default=None, choices=("stored", "trial", "default"),
+    from ipt_ms.levers import POLICIES
+
+    parser.add_argument("--levers", default=None, choices=POLICIES,
                         help="CPU speed levers (im2col convolutions, tiles per call): stored = this machine's "
                              "choice from `ipt-ms tune` if there is one (default), trial = measure it now if none "
                              "is stored, default = the built-in ones (default: $IPT_MS_LEVERS, else stored)")
