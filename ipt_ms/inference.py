@@ -28,11 +28,12 @@ def load_state_into(net, state: dict[str, np.ndarray], spec: IPTSpec) -> None:
         param.set_data(ms.Tensor(np.ascontiguousarray(params[name], dtype=np.float32)))
 
 
-def build_model(spec: IPTSpec, state: dict[str, np.ndarray] | None = None):
-    """MindSpore IPT for `spec`, in inference mode, with `state` loaded if given."""
+def build_model(spec: IPTSpec, state: dict[str, np.ndarray] | None = None, conv_as_matmul: bool | None = None):
+    """MindSpore IPT for `spec`, in inference mode, with `state` loaded if given
+    (`conv_as_matmul`: see `build_ipt`; None is the default for the device)."""
     from ipt_ms.models import build_ipt
 
-    net = build_ipt(spec)
+    net = build_ipt(spec, conv_as_matmul=conv_as_matmul)
     if state is not None:
         load_state_into(net, state, spec)
     net.set_train(False)
@@ -110,19 +111,21 @@ class MindSporePredictor:
     Batches have `batch_size` tiles (at most `CPU_GRAPH_CALL_TILES` per call in Graph mode
     on CPU); a shorter last batch is zero-padded up to a power of two, so Graph mode
     compiles at most log2(batch)+1 shapes per task, whatever the image sizes, instead of
-    once per image.
+    once per image. `call_tiles` replaces that CPU cap (a per-machine choice, `ipt_ms.levers`).
     """
 
     framework = "mindspore"
 
-    def __init__(self, net, spec: IPTSpec, task: str | int, batch_size: int = 64, progress: bool = False):
+    def __init__(self, net, spec: IPTSpec, task: str | int, batch_size: int = 64, progress: bool = False,
+                 call_tiles: int | None = None):
         if batch_size < 1:
             raise IPTError(f"batch size must be >= 1, got {batch_size}")
         self.net, self.spec = net, spec
         self.task_idx = spec.task_index(task)
         self.scale = spec.scales[self.task_idx]
         self.batch_size = batch_size
-        self.call_tiles = min(batch_size, CPU_GRAPH_CALL_TILES) if _graph_mode_on_cpu() else batch_size
+        cap = CPU_GRAPH_CALL_TILES if call_tiles is None else call_tiles
+        self.call_tiles = min(batch_size, cap) if _graph_mode_on_cpu() else batch_size
         self.progress = progress
 
     def __call__(self, tiles: np.ndarray) -> np.ndarray:

@@ -69,9 +69,12 @@ def create_predictor(framework: str, weights: str, task: str | int, *, batch_siz
         predictor = TorchPredictor(model, spec, task, batch_size, progress=progress, device=torch_device(device))
     else:
         from ipt_ms.inference import MindSporePredictor, build_model
+        from ipt_ms.levers import choose_levers
         from ipt_ms.runtime import configure
 
         configure(device, mode)
-        predictor = MindSporePredictor(build_model(spec, state), spec, task, batch_size, progress=progress)
+        levers = choose_levers(spec, task)  # a stored (or, with --levers trial, measured) choice for this CPU
+        predictor = MindSporePredictor(build_model(spec, state, conv_as_matmul=levers.conv_as_matmul), spec, task,
+                                       batch_size, progress=progress, call_tiles=levers.call_tiles)
     predictor.provenance = read.provenance
     return predictor, spec

@@ -66,11 +66,9 @@ def configure(device: str = "auto", mode: str = "graph") -> str:
 CONV_AS_MATMUL_ENV = "IPT_MS_CONV_AS_MATMUL"
 
 
-def conv_as_matmul_default() -> bool:
-    """Whether new networks run their convolutions as im2col + matmul (`Conv2d.as_matmul`).
-
-    On by default on CPU (docs/runtime.md); `IPT_MS_CONV_AS_MATMUL=0|1` overrides
-    it, which is how CI runs the demo's parity with either kernel family."""
+def conv_as_matmul_forced() -> bool | None:
+    """The user's `IPT_MS_CONV_AS_MATMUL`: True/False when set to force a kernel family, None for
+    unset or ``auto`` (a stored per-machine choice, `ipt_ms.levers`, may then decide)."""
     value = os.environ.get(CONV_AS_MATMUL_ENV, "").strip().lower()
     if value in ("1", "on", "true", "yes"):
         return True
@@ -78,6 +76,17 @@ def conv_as_matmul_default() -> bool:
         return False
     if value not in ("", "auto"):
         raise IPTError(f"{CONV_AS_MATMUL_ENV}={value!r}: use 1, 0 or auto")
+    return None
+
+
+def conv_as_matmul_default() -> bool:
+    """Whether new networks run their convolutions as im2col + matmul (`Conv2d.as_matmul`).
+
+    On by default on CPU (docs/runtime.md); `IPT_MS_CONV_AS_MATMUL=0|1` overrides
+    it, which is how CI runs the demo's parity with either kernel family."""
+    forced = conv_as_matmul_forced()
+    if forced is not None:
+        return forced
     import mindspore as ms
 
     return ms.get_context("device_target") == "CPU"

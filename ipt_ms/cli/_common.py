@@ -71,6 +71,15 @@ def add_compile_cache_arg(parser: argparse.ArgumentParser) -> None:
                              "$IPT_MS_COMPILE_CACHE, else ~/.cache/ipt-ms/compile)")
 
 
+def add_levers_arg(parser: argparse.ArgumentParser) -> None:
+    from ipt_ms.levers import POLICIES
+
+    parser.add_argument("--levers", default=None, choices=POLICIES,
+                        help="CPU speed levers (im2col convolutions, tiles per call): stored = this machine's "
+                             "choice from `ipt-ms tune` if there is one (default), trial = measure it now if none "
+                             "is stored, default = the built-in ones (default: $IPT_MS_LEVERS, else stored)")
+
+
 def add_architecture_overrides(parser: argparse.ArgumentParser) -> None:
     """Options for what weights cannot record (used when no architecture is embedded)."""
     parser.add_argument("--num-heads", type=positive_int, default=None,

@@ -6,6 +6,7 @@ import argparse
 
 from ipt_ms.cli._common import (
     add_architecture_overrides,
+    add_levers_arg,
     add_quiet_arg,
     add_runtime_args,
     add_weights_source,
@@ -49,6 +50,7 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-images", action="store_true", help="write every restored image as PNG")
     p.add_argument("--restart", action="store_true", help="discard the results log in --out and start over")
     add_runtime_args(p)
+    add_levers_arg(p)
     add_architecture_overrides(p)
     add_quiet_arg(p)
 

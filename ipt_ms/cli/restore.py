@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ipt_ms.cli._common import (
     add_architecture_overrides,
+    add_levers_arg,
     add_quiet_arg,
     add_runtime_args,
     add_weights_source,
@@ -42,6 +43,7 @@ def register(subparsers) -> None:
     p.add_argument("--save-raw", action="store_true",
                    help="also write the float32 output as .npy (the PNG and the .npy are written together)")
     add_runtime_args(p)
+    add_levers_arg(p)
     add_architecture_overrides(p)
     add_quiet_arg(p)
     p.set_defaults(func=run)

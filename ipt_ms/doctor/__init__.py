@@ -200,6 +200,9 @@ def environment(options: DoctorOptions) -> dict:
 
     env["compile_cache"] = {"graphs": compile_cache.describe(),
                             "setting": f"${compile_cache.ENV_VAR} or --compile-cache"}
+    from ipt_ms import levers
+
+    env["levers"] = {"stored": levers.describe(), "setting": f"${levers.ENV_VAR} or --levers; ipt-ms tune"}
     env["collective"] = {"backend_by_device": ", ".join(f"{d}: {b}" for d, b in COLLECTIVE_BACKENDS.items())}
     return env
 
