@@ -64,6 +64,25 @@ LEARN_CHECK ?= build/learn-check
 learn-check: $(STAMP)
 	$(BIN)/python bench/learn_check.py --out $(LEARN_CHECK) --minutes 12
 
+# The shipped small model (docs/model_card_small.md): both training stages, resumable (run it
+# again after a stop), then installed into ipt_ms/pretrained/. About 1 h on 2 idle cores.
+SMALL_RUNS ?= runs/small
+.PHONY: train-small quality-small
+train-small: $(STAMP)
+	$(BIN)/python scripts/train_small.py --runs $(SMALL_RUNS) --install
+
+# Its quality table: ipt-ms eval vs bicubic, Lanczos, NL-means and CBM3D on the held-out photos.
+QUALITY_SMALL ?= build/quality-small
+quality-small: $(STAMP)
+	$(BIN)/python bench/quality_small.py --out $(QUALITY_SMALL)
+
+# The paper's three pre-training claims in miniature, >= 3 seeds each: writes REPLICATION.md and
+# docs/replication/*.png. Resumable; about 1.5 h on 2 idle cores (REPLICATE_SCALE=0.1: minutes).
+REPLICATE_SCALE ?= 1.0
+.PHONY: replicate
+replicate: $(STAMP)
+	$(BIN)/python scripts/replicate.py --runs runs/replicate --scale $(REPLICATE_SCALE)
+
 # Training-step time and peak memory, MindSpore Graph / PyNative vs the PyTorch twin.
 BENCH_TRAIN_PRESET ?= medium
 bench-train: $(STAMP)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,45 +33,20 @@ STAGES = (("pretrain", "configs/small_pretrain.yaml"), ("finetune", "configs/sma
 SHIPPED = ROOT / "ipt_ms" / "pretrained" / "ipt_small.safetensors"
 
 
-def stage_steps(config: Path) -> int:
-    """The number of optimizer steps a stage's config trains."""
-    from ipt_ms.train.config import load_train_config
-
-    cfg = load_train_config(str(config))
-    return cfg.schedule.epochs * (cfg.data.samples_per_epoch // cfg.data.batch_size)
-
-
-def finished_step(run: Path) -> int:
-    """The step of the run's final weights (model.ckpt), 0 when it has none."""
-    from ipt_ms.convert.weights import read_weight_file
-
-    weights = run / "model.ckpt"
-    if not weights.is_file():
-        return 0
-    record = read_weight_file(weights).provenance or {}
-    return int(record.get("step", 0)) if record.get("kind") == "trained" else 0
-
-
 def run_stage(name: str, config: Path, run: Path, photos: Path, init: Path | None) -> None:
     """Train one stage to its end, resuming it when an earlier call stopped part-way."""
-    steps = stage_steps(config)
-    if finished_step(run) >= steps:
-        print(f"[{name}] done earlier: {run / 'model.ckpt'} is at step {steps}", flush=True)
-        return
-    command = [sys.executable, "-m", "ipt_ms", "pretrain", "--config", str(config), "--data", str(photos),
-               "-o", str(run), "-q"]
-    if init is not None:
-        command += ["--set", f"train.init={init}"]
-    if (run / "checkpoints").is_dir() and any((run / "checkpoints").iterdir()):
-        command.append("--resume")
-    print(f"[{name}] {' '.join(command[1:])}", flush=True)
+    from ipt_ms.train.stages import StageStoppedError, config_steps, run_to_end
+
     start = time.monotonic()
-    code = subprocess.run(command, cwd=ROOT).returncode
-    if code != 0:
-        raise SystemExit(f"[{name}] stopped (exit {code}); run the same command again to resume it")
-    if finished_step(run) < steps:
-        raise SystemExit(f"[{name}] ended before step {steps}; run the same command again to resume it")
-    print(f"[{name}] {steps} steps in {(time.monotonic() - start) / 60:.1f} min (this call)", flush=True)
+    try:
+        trained = run_to_end(config, run, photos, [f"train.init={init}"] if init else [], label=name, quiet=True)
+    except StageStoppedError as err:
+        raise SystemExit(str(err)) from None
+    if trained:
+        print(f"[{name}] {config_steps(config)} steps done ({(time.monotonic() - start) / 60:.1f} min in this call)",
+              flush=True)
+    else:
+        print(f"[{name}] done earlier: {run / 'model.ckpt'}", flush=True)
 
 
 def package(run: Path, out: Path) -> None:
