@@ -52,6 +52,7 @@ import os
 import platform
 import re
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -420,6 +421,49 @@ def _write_private(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
+SCRATCH_PREFIX = "ipt-ms-compile-"
+_SCRATCH_NAME = re.compile(rf"^{SCRATCH_PREFIX}(\d+)-")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def sweep_stale_scratch(root: str | os.PathLike | None = None) -> list[Path]:
+    """Remove the scratch folders of processes that are gone; returns what was removed.
+
+    A process killed outright (SIGKILL, the second Ctrl-C once MindSpore owns SIGINT, the
+    out-of-memory killer) cannot run its atexit cleanup, so the next process does it: a
+    folder named for a PID that no longer runs, owned by this user and not a link, is
+    removed. A folder whose PID runs (the owner, or a reused PID) is left alone.
+    """
+    root = Path(root or tempfile.gettempdir())
+    removed = []
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _SCRATCH_NAME.match(entry.name)
+        if not match or int(match.group(1)) == os.getpid():
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or _pid_alive(int(match.group(1))):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(Path(entry.path))
+    return removed
+
+
 def _get_session() -> _Session | None:
     global _session
     if _session is not None and _session.owner == os.getpid():
@@ -428,7 +472,8 @@ def _get_session() -> _Session | None:
     if dependency_hash is None:
         return None
     try:
-        folder = Path(tempfile.mkdtemp(prefix="ipt-ms-compile-"))
+        sweep_stale_scratch()
+        folder = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
         stats = os.statvfs(folder)
         if stats.f_bavail * stats.f_frsize < SCRATCH_MIN_FREE:  # MindSpore would write truncated graphs
             shutil.rmtree(folder, ignore_errors=True)
