@@ -8,6 +8,7 @@ changes. Loading validates types and ranges and names the offending key
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
@@ -304,10 +305,24 @@ def resume_adjusted(saved: dict, current: TrainConfig) -> list[str]:
             if any(key == k or key.startswith(k + ".") for k in RESUME_ADJUSTABLE_KEYS)]
 
 
+#: folder keys compared by what they name: `runs/x` and `/home/me/runs/x` are one folder
+PATH_KEYS = ("data.root", "data.rain_streaks", "val.data")
+
+
+def _same_folder(old: object, new: object) -> bool:
+    if not (isinstance(old, str) and isinstance(new, str)):
+        return False
+    try:
+        return os.path.samefile(old, new)
+    except OSError:
+        return False
+
+
 def resume_mismatch(saved: dict, current: TrainConfig) -> list[str]:
     """Human-readable differences that make resuming unsafe ("key: checkpoint X, now Y")."""
     ignore = RESUME_SAFE_KEYS + RESUME_ADJUSTABLE_KEYS
     if current.schedule.kind == "cosine":  # the cosine curve spans schedule.epochs
         ignore = tuple(k for k in ignore if k != "schedule.epochs")
     return [f"{key}: checkpoint {old!r}, now {new!r}"
-            for key, old, new in config_diff(saved, current, ignore=ignore)]
+            for key, old, new in config_diff(saved, current, ignore=ignore)
+            if not (key in PATH_KEYS and _same_folder(old, new))]

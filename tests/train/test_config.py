@@ -151,3 +151,16 @@ def test_generic_loader_handles_nested_optional_literal_and_dicts():
     with pytest.raises(ConfigError, match=r"inner.mode: must be one of 'a', 'b'"):
         load_config(_Outer, data={"inner": {"mode": "c"}})
     assert config_diff(_Outer(), load_config(_Outer, data={"name": "y"})) == [("name", "x", "y")]
+
+
+def test_resume_compares_data_folders_by_what_they_name(tmp_path, monkeypatch):
+    """`--data runs/photos` then `--data /abs/runs/photos` is one folder; another folder is not."""
+    (tmp_path / "runs" / "photos").mkdir(parents=True)
+    (tmp_path / "other").mkdir()
+    monkeypatch.chdir(tmp_path)
+    tiny = str(Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml")
+    old = load_train_config(tiny, ["data.root=runs/photos"])
+    same = load_train_config(tiny, [f"data.root={tmp_path / 'runs' / 'photos'}"])
+    other = load_train_config(tiny, [f"data.root={tmp_path / 'other'}"])
+    assert resume_mismatch(to_dict(old), same) == []
+    assert [d.split(":")[0] for d in resume_mismatch(to_dict(old), other)] == ["data.root"]
