@@ -234,7 +234,20 @@ def input_at(path: str | os.PathLike) -> str | None:
         info = os.stat(path)
     except (OSError, ValueError):
         return None
-    return _INPUTS.get((info.st_dev, info.st_ino))
+    key = (info.st_dev, info.st_ino)
+    recorded = _INPUTS.get(key)
+    if recorded is None:
+        return None
+    # an input deleted since (a training's own rotated checkpoint) frees its inode number for a
+    # new, unrelated file: the record stands only while its path still names that inode
+    try:
+        still = os.stat(recorded)
+    except (OSError, ValueError):
+        still = None
+    if still is None or (still.st_dev, still.st_ino) != key:
+        del _INPUTS[key]
+        return None
+    return recorded
 
 
 def _refuse_input(target: Path, what: str = "output") -> None:
