@@ -1,5 +1,8 @@
 """The distributed launcher's check before msrun starts (scripts/train_distributed.sh).
 
+It parses `ipt-ms train`'s own arguments, so it lives with the CLI; the launcher runs it as
+``python -m ipt_ms.train.preflight``, a two-line entry point that calls `main` here.
+
 A bad `--set` key, a missing data folder or a run directory that already holds checkpoints
 would otherwise surface only after msrun has started the scheduler and every worker (and,
 on a cluster, after every node has joined). This parses the worker's arguments as
@@ -30,7 +33,7 @@ def check(argv: list[str], custom_entry: bool = False, node_rank: int = 0) -> Pa
     from ipt_ms.cli._training import add_training_args, training_config
     from ipt_ms.fileio import ensure_writable_dir
     from ipt_ms.train.checkpoint import latest_checkpoint
-    from ipt_ms.train.loop import CHECKPOINT_DIR
+    from ipt_ms.train.result import CHECKPOINT_DIR
 
     # another entry's own options are not abbreviations of ours (its --out is not --output)
     parser = OneLineParser(prog=PROG, add_help=False, allow_abbrev=not custom_entry)
