@@ -29,8 +29,8 @@ import numpy as np
 
 from ipt_ms.errors import IPTError
 
-__all__ = ["Y_COEFFS", "SSIM_WINDOW", "default_shave", "luma", "match_target", "psnr", "psnr_from_mse", "quantize",
-           "ssim"]
+__all__ = ["Y_COEFFS", "SSIM_WINDOW", "default_shave", "luma", "match_target", "mean_score", "psnr", "psnr_from_mse",
+           "quantize", "ssim"]
 
 #: RGB -> Y weights of the official code (divided by 256, applied to values on the 0..255 scale).
 Y_COEFFS = np.array([65.738, 129.057, 25.064], dtype=np.float64) / 256.0
@@ -143,3 +143,14 @@ def ssim(output: np.ndarray, target: np.ndarray, scale: int = 1, *, shave: int |
     num = (2.0 * mu_a * mu_b + _C1) * (2.0 * cov + _C2)
     den = (mu_a * mu_a + mu_b * mu_b + _C1) * (var_a + var_b + _C2)
     return float(np.mean(num / den))
+
+
+def mean_score(values: list[float | None]) -> float | None:
+    """The mean of a set's per-image scores, missing ones (None) left out; None when none is left.
+
+    inf when any image scores inf (the PSNR of an exact restoration), rather than whatever
+    averaging an inf with finite scores gives."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    return math.inf if any(math.isinf(v) for v in present) else float(np.mean(present))

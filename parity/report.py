@@ -11,6 +11,9 @@ and which limit applies to it. The rules (`parity.compare` explains them):
 * end to end (the output; every stage without a float64 run; ONNX Runtime): max rel err
   against PyTorch float32 <= the fixed tolerance, or no further from float64 than
   `floor_factor` x PyTorch float32 is.
+
+One idea -- the words and figures of one result, in a terminal table, report.md and a plot --
+so it stays one file of a little over 400 lines; the numbers themselves are `parity.diff`'s.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ipt_ms.data.seeding import rng_from
 from ipt_ms.errors import IPTError
 
 __all__ = [
@@ -237,3 +238,30 @@ def blur_patch_valid(padded: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     r = kernel.shape[0] // 2
     out = blur_image(padded, kernel)
     return out[r : out.shape[0] - r, r : out.shape[1] - r]
+
+
+class KernelBank:
+    """``count`` blur kernels drawn lazily from (seed, index): the same in every worker.
+
+    A trajectory kernel costs ~2 ms to draw, more than the rest of a training sample, so
+    patches pick from a fixed bank instead.
+    """
+
+    def __init__(self, config: BlurConfig | None = None, seed: int = 0, count: int = 256):
+        self.config = config or BlurConfig()
+        self.seed = int(seed)
+        self.count = int(count)
+        self._cache: dict[int, np.ndarray] = {}
+
+    def warm_up(self) -> None:
+        """Draw every kernel now (~0.5 s for 256) instead of lazily during training."""
+        for i in range(self.count):
+            self.kernel(i)
+
+    def kernel(self, i: int) -> np.ndarray:
+        if i not in self._cache:
+            self._cache[i] = random_kernel(rng_from(self.seed, "kernel-bank", i), self.config)
+        return self._cache[i]
+
+    def sample(self, rng: np.random.Generator) -> np.ndarray:
+        return self.kernel(int(rng.integers(self.count)))

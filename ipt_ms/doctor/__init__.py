@@ -159,7 +159,7 @@ class DoctorReport:
 
 def training_spec():
     """The model every doctor check trains: configs/tiny.yaml's architecture, one task (sr_x2)."""
-    from ipt_ms.cli.make_weights import preset_spec
+    from ipt_ms.presets import preset_spec
     from ipt_ms.spec import IPTSpec
 
     tiny = preset_spec("tiny")
@@ -385,7 +385,7 @@ def run_doctor(options: DoctorOptions, echo: Callable[[str], None] = print) -> D
     device_check = add(_timed("device", lambda: check_device(options, env)))
     device = env["device"].get("resolved")
     names = []
-    from ipt_ms.cli.make_weights import preset_spec
+    from ipt_ms.presets import preset_spec
 
     spec = preset_spec("tiny")
     names += [f"parity {t}" for t in spec.task_names]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
 import time
@@ -30,7 +29,7 @@ from ipt_ms.convert.weights import check_regular_file
 from ipt_ms.errors import IPTError
 from ipt_ms.eval.sets import EvalSet
 from ipt_ms.fileio import atomic_output
-from ipt_ms.metrics import SSIM_WINDOW, default_shave, psnr, quantize, ssim
+from ipt_ms.metrics import SSIM_WINDOW, default_shave, mean_score, psnr, quantize, ssim
 from ipt_ms.spec import IPTSpec
 from ipt_ms.tasks import Task, parse_task
 
@@ -358,12 +357,6 @@ def _evaluate_sets(sets, runners, settings, out_dir, log, labels, records, save_
             records.append(record)
 
 
-def _mean(values: list[float]) -> float | None:
-    values = [v for v in values if v is not None]
-    if not values:
-        return None
-    return math.inf if any(math.isinf(v) for v in values) else float(np.mean(values))
-
 
 @dataclass
 class SetSummary:
@@ -389,8 +382,8 @@ def summarize(records: list[dict], set_names: list[str], labels: list[str]) -> d
                 continue
             seconds = float(sum(x["seconds"] for x in runs))
             summary[label][set_name] = SetSummary(
-                images=len(runs), psnr=_mean([x["psnr"] for x in runs]),
-                psnr_rgb=_mean([x["psnr_rgb"] for x in runs]), ssim=_mean([x.get("ssim") for x in runs]),
+                images=len(runs), psnr=mean_score([x["psnr"] for x in runs]),
+                psnr_rgb=mean_score([x["psnr_rgb"] for x in runs]), ssim=mean_score([x.get("ssim") for x in runs]),
                 seconds=seconds, tiles=int(sum(x.get("tiles", 0) for x in runs)),
                 images_per_second=len(runs) / seconds if seconds > 0 else None)
     return summary

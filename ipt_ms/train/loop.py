@@ -13,24 +13,27 @@ then calls out at fixed points (`ipt_ms.train.callbacks`): the logging sinks
 arrived (`ipt_ms.signals`; all data-parallel ranks agree on it); if so it writes a
 checkpoint at that step and stops. A resumed run restores weights, Adam state, loss
 scale, weight averages, the best validation scores, RNG states and the data position,
-so its losses equal those of an uninterrupted run.
+so its losses equal those of an uninterrupted run (`ipt_ms.train.resume`).
+
+What the loop calls lives beside it: building the cells (`build`), resume checks (`resume`),
+the run folder's rules (`run_folder`), the step bar (`step_bar`), the result record
+(`result`). What is left here is one idea -- the order of a run's steps and call-outs, set-up
+to end -- which is why it stays one file of a little over 400 lines.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import os
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ipt_ms.config import ConfigError, to_dict
 from ipt_ms.errors import IPTError
+from ipt_ms.train.build import amp_level, build_training
 from ipt_ms.train.callbacks import Callback
 from ipt_ms.train.checkpoint import (
     TrainState,
@@ -39,122 +42,19 @@ from ipt_ms.train.checkpoint import (
     data_fingerprint,
     latest_checkpoint,
     lineage_before,
-    load_checkpoint,
-    newest_readable,
     restore_rng,
     save_checkpoint,
 )
-from ipt_ms.train.config import TrainConfig, resume_adjusted, resume_mismatch
+from ipt_ms.train.config import TrainConfig
 from ipt_ms.train.distributed import DistInfo, any_rank, barrier, init_distributed
 from ipt_ms.train.metrics import plot_loss_curves
-from ipt_ms.train.sinks import METRICS_FILE
+from ipt_ms.train.result import CHECKPOINT_DIR, PLOT_FILE, NonFiniteLossError, TrainResult
+from ipt_ms.train.resume import assign_parameters, check_resumable, check_same_data, resolve_resume
+from ipt_ms.train.run_folder import check_export_target, claim_run_folder, refuse_run_dir_in_data, write_run_config
+from ipt_ms.train.sinks import METRICS_FILE, RecordCollector, open_sinks
+from ipt_ms.train.step_bar import StepBar
 
 log = logging.getLogger("ipt_ms.train")
-
-PLOT_FILE = "loss_curves.png"
-CHECKPOINT_DIR = "checkpoints"
-
-
-class NonFiniteLossError(IPTError):
-    """The run stopped on a non-finite loss; the last good checkpoint is kept. Exit code 3."""
-
-    exit_code = 3
-
-
-@dataclass
-class TrainResult:
-    """What a call to `train` did."""
-
-    run_dir: Path
-    global_step: int
-    epoch: int
-    rank: int = 0
-    world_size: int = 1
-    checkpoint: Path | None = None
-    weights: Path | None = None
-    metrics: Path | None = None
-    plot: Path | None = None
-    losses: list[tuple[int, float]] = field(default_factory=list)  # (global step, total loss) of this call
-    skipped_batches: int = 0
-    overflow_steps: int = 0
-    interrupted: int | None = None  # the signal that stopped the run (2, 15), if any
-    validation: object | None = None  # the last `ValidationReport` of this call
-    best: dict = field(default_factory=dict)  # task -> {"psnr", "step", "path"}
-    image_notes: dict = field(default_factory=dict)  # conversion -> number of files (warned once each)
-
-    def summary_lines(self) -> list[str]:
-        """The end-of-run summary (printed by the CLI, appended to train.log)."""
-        if self.interrupted is not None:
-            from ipt_ms.signals import signal_name
-
-            lines = [f"interrupted ({signal_name(self.interrupted)}) at step {self.global_step}: checkpoint "
-                     f"{self.checkpoint}; continue with --resume"]
-        else:
-            lines = [f"step {self.global_step}: weights {self.weights}, checkpoint {self.checkpoint}, metrics "
-                     f"{self.metrics}" + (f", plot {self.plot}" if self.plot else "")]
-        if self.validation is not None:
-            lines += [f"validation at step {self.validation.step}: {text}" for text in self.validation.lines()]
-        for task, best in self.best.items():
-            where = f" -> {best['path']}" if best.get("path") else ""
-            lines.append(f"best {task}: PSNR-Y {best['psnr']:.2f} dB at step {best['step']}{where}")
-        if self.image_notes:
-            notes = ", ".join(f"{n} {kind}" for kind, n in sorted(self.image_notes.items()))
-            lines.append(f"image files converted on reading (one warning each): {notes}")
-        if self.skipped_batches:
-            lines.append(f"skipped batches (non-finite): {self.skipped_batches}")
-        return lines
-
-
-class _Collect(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-def amp_level(cfg: TrainConfig, device: str) -> str:
-    """'auto' means O2 (float16 cells, float32 loss) on GPU/Ascend and float32 on CPU."""
-    if cfg.train.amp == "auto":
-        return "O0" if device == "CPU" else "O2"
-    return cfg.train.amp
-
-
-def _resolve_resume(resume: str | bool | None, checkpoint_dir: Path) -> tuple[Path, tuple] | None:
-    """(checkpoint, its contents) to resume from, or None for a fresh run."""
-    if not resume:
-        return None
-    if resume is True or resume == "latest":
-        found = newest_readable(checkpoint_dir)
-        if found is None:
-            raise IPTError(f"nothing to resume: no checkpoint in {str(checkpoint_dir)!r}")
-        return found
-    path = Path(resume)
-    if path.is_dir():
-        directory = path / CHECKPOINT_DIR if latest_checkpoint(path / CHECKPOINT_DIR) else path
-        found = newest_readable(directory)
-        if found is None:
-            raise IPTError(f"nothing to resume: no checkpoint in {str(path)!r}")
-        return found
-    return path, load_checkpoint(path)
-
-
-def _assign(params, tensors: dict[str, np.ndarray], what: str, source: Path) -> None:
-    import mindspore as ms
-
-    params = list(params)  # get_parameters() is a generator
-    missing = [p.name for p in params if p.name not in tensors]
-    if missing:
-        raise IPTError(f"{source}: checkpoint lacks {len(missing)} {what} tensor(s), e.g. {missing[0]!r}")
-    for p in params:
-        value = tensors[p.name]
-        if value.size == int(np.prod(p.shape)):
-            value = value.reshape(tuple(p.shape))  # MindSpore stores 0-d tensors as shape (1,)
-        if tuple(value.shape) != tuple(p.shape):
-            raise IPTError(f"{source}: {p.name} has shape {tuple(value.shape)} in the checkpoint, "
-                           f"{tuple(p.shape)} in the network")
-        p.set_data(ms.Tensor(np.array(value, order="C"), dtype=p.dtype))  # ascontiguousarray makes 0-d 1-d
 
 
 class Trainer:
@@ -188,7 +88,7 @@ class Trainer:
         it; call it first to inspect the starting state."""
         if self._ready:
             return
-        collect = _Collect()  # start-up warnings (unreadable or grayscale images) also go to train.log
+        collect = RecordCollector()  # start-up warnings (unreadable or grayscale images) also go to train.log
         logging.getLogger("ipt_ms").addHandler(collect)
         try:
             self._setup()
@@ -203,11 +103,7 @@ class Trainer:
     def _setup(self) -> None:
         import mindspore as ms
 
-        from ipt_ms.fileio import FolderLock, ensure_writable_dir, remove_stale_partials
-        from ipt_ms.inference import build_model
         from ipt_ms.runtime import configure
-        from ipt_ms.train.losses import IPTLoss
-        from ipt_ms.train.step import LossScaleSettings, TrainStep, build_adam
         from ipt_ms.train.weights import initial_weights
 
         cfg = self.cfg
@@ -219,31 +115,17 @@ class Trainer:
         self.dist: DistInfo = init_distributed()
         self.run_dir = Path(cfg.output.dir)
         self.checkpoint_dir = self.run_dir / CHECKPOINT_DIR
-        _refuse_run_dir_in_data(self.run_dir, cfg)
-        if self.dist.is_main:  # an unwritable or file-typed output fails before anything is built
-            ensure_writable_dir(self.checkpoint_dir, "output.dir")
-            self._lock = FolderLock(self.run_dir, "run folder (output.dir)")  # one training per run folder
-            for stale in remove_stale_partials(self.run_dir) + remove_stale_partials(self.checkpoint_dir):
-                log.info("removed %s, left by a run killed while writing", stale)
-        resumed = _resolve_resume(self.resume, self.checkpoint_dir)
+        refuse_run_dir_in_data(self.run_dir, cfg)
+        if self.dist.is_main:
+            self._lock = claim_run_folder(self.run_dir, self.checkpoint_dir)
+        resumed = resolve_resume(self.resume, self.checkpoint_dir)
         resume_path, saved = resumed if resumed is not None else (None, None)
         if saved is not None:
-            differences = resume_mismatch(saved[1].config, cfg)
-            if differences:
-                raise ConfigError(f"cannot resume from {resume_path}: the config differs from the one it was "
-                                  f"trained with: {'; '.join(differences)}")
-            adjusted = resume_adjusted(saved[1].config, cfg)
-            if adjusted and self.dist.is_main:
-                log.warning("resuming with changed settings (the steps from here differ from the run so far): %s",
-                            "; ".join(adjusted))
-            if saved[1].world_size != self.dist.world_size:
-                log.warning("checkpoint was written by %d worker(s), resuming with %d: the data order changes, "
-                            "so the run will not repeat an uninterrupted one exactly",
-                            saved[1].world_size, self.dist.world_size)
+            check_resumable(saved[1], cfg, resume_path, self.dist.world_size, self.dist.is_main)
         elif latest_checkpoint(self.checkpoint_dir) is not None:
             raise IPTError(f"{str(self.run_dir)!r} already holds checkpoints of a run; pass --resume to continue "
                            "it, or choose another output.dir")
-        self._check_export_target(resumed=saved is not None)
+        check_export_target(self.run_dir, cfg, resumed=saved is not None, is_main=self.dist.is_main)
 
         # the data first: a wrong folder should fail before a 115M-parameter model is built
         self.spec = cfg.model.spec()
@@ -257,31 +139,10 @@ class Trainer:
         init_state = None
         if saved is None:
             self.spec, init_state = initial_weights(cfg)
-        self.net = build_model(self.spec, init_state)  # set to training mode below
-        self.amp = amp_level(cfg, self.device)
-        model = self.net
-        if self.amp != "O0":
-            if self.device == "CPU":
-                log.warning("mixed precision %s on CPU: float16 is slower than float32 here; use it to test only",
-                            self.amp)
-            model = ms.amp.auto_mixed_precision(self.net, self.amp)
-        model.set_train(True)
+        built = build_training(cfg, self.spec, init_state, self.device, self.dist.distributed)
+        self.net, self.amp, self.optimizer = built.net, built.amp, built.optimizer
+        self.step_cell, self.ema, self._built = built.step_cell, built.ema, built
         self.task_names = list(self.spec.task_names)
-        loss_net = IPTLoss(model, cfg.loss.contrastive, cfg.loss.weight, cfg.loss.temperature,
-                           cfg.loss.base_temperature)
-        self.optimizer = build_adam(self.net.trainable_params(), cfg.optim.lr, cfg.optim.betas, cfg.optim.eps,
-                                    cfg.optim.weight_decay)
-        scale = None
-        if self.amp != "O0":
-            ls = cfg.train.loss_scale
-            scale = LossScaleSettings(init=ls.init, factor=ls.factor, window=ls.window)
-        self.step_cell = TrainStep(loss_net, self.optimizer, cfg.optim.grad_clip_norm, scale,
-                                   distributed=self.dist.distributed, accumulate=cfg.train.accumulate)
-        self.ema = None
-        if cfg.train.ema_decay is not None:
-            from ipt_ms.train.ema import WeightEMA
-
-            self.ema = WeightEMA(self.net.trainable_params(), cfg.train.ema_decay)
 
         self.state = TrainState(steps_per_epoch=self.steps_per_epoch, world_size=self.dist.world_size,
                                 config=to_dict(cfg), data=self.data_fingerprint)
@@ -289,20 +150,9 @@ class Trainer:
         self.lineage: list[Path] = []
         if saved is not None:
             tensors, state, _ = saved
-            if state.data and state.data != self.state.data:
-                then, now = state.data.get("items"), self.state.data.get("items")
-                what = f"{then} then, {now} now" if then != now else f"{now} as before, but not the same files"
-                if not cfg.train.allow_data_change:
-                    raise IPTError(f"cannot resume from {resume_path}: the training data in {cfg.data.root!r} changed "
-                                   f"since that checkpoint ({what}); pass --allow-data-change to go on with the "
-                                   "new set")
-                if self.dist.is_main:
-                    log.warning("resuming on changed training data (%s), as --allow-data-change asks", what)
-            if state.steps_per_epoch != self.steps_per_epoch:
-                raise IPTError(f"cannot resume from {resume_path}: an epoch had {state.steps_per_epoch} steps, "
-                               f"now {self.steps_per_epoch} (did the training data change?)")
+            check_same_data(state, self.state, cfg, resume_path, self.dist.is_main)
             for group, params in self._state_params().items():
-                _assign(params, tensors, group, resume_path)
+                assign_parameters(params, tensors, group, resume_path)
             restore_rng(state.rng)
             self.state.global_step, self.state.epoch = state.global_step, state.epoch
             self.state.step_in_epoch, self.state.skipped_batches = state.step_in_epoch, state.skipped_batches
@@ -336,14 +186,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints and weights
     def _state_params(self) -> dict[str, list]:
-        """Every parameter a checkpoint holds, by group: what is saved is what is restored."""
-        opt, update = self.optimizer, self.step_cell.update
-        groups = {"network": list(self.net.get_parameters()),
-                  "optimizer": list(opt.exp_avg) + list(opt.exp_avg_sq) + [opt.state_step],
-                  "loss-scale": [update.loss_scale, update.good_steps]}
-        if self.ema is not None:
-            groups["weight-average"] = list(self.ema.averages)
-        return groups
+        return self._built.state_groups()
 
     def _checkpoint_tensors(self) -> dict[str, np.ndarray]:
         return {p.name: p.asnumpy() for params in self._state_params().values() for p in params}
@@ -368,20 +211,6 @@ class Trainer:
 
     def last_checkpoint_step(self) -> int | None:
         return None if self.last_checkpoint is None else checkpoint_step(self.last_checkpoint)
-
-    def _check_export_target(self, resumed: bool) -> None:
-        """Before any work: the export may replace only this run's own earlier export, never
-        the init weights (`output.export` itself is checked by the config) or a file that a
-        new run finds in its folder."""
-        path = self.run_dir / self.cfg.output.export
-        if not os.path.lexists(path):
-            return
-        init = self.cfg.train.init
-        if init and os.path.exists(init) and os.path.samefile(init, path):
-            raise ConfigError(f"output.export: {str(path)!r} is the init weights (train.init); choose another name")
-        if not resumed and self.dist.is_main:
-            raise IPTError(f"output.export {str(path)!r} already exists and this is a new run, which would replace "
-                           "it; remove it or choose another output.dir")
 
     def provenance(self) -> dict:
         """What the run's checkpoints and exported weights record as their origin, now."""
@@ -419,30 +248,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def _open_sinks(self, result: TrainResult) -> list[Callback]:
-        from ipt_ms.fileio import atomic_output
-        from ipt_ms.train.sinks import ConsoleSink, JsonlSink, TensorBoardSink, TextLogSink
-
         if not self.dist.is_main:
             return []
-        import yaml
-
-        with atomic_output(self.run_dir / "config.yaml", overwrite=True) as tmp:
-            tmp.write_text(yaml.safe_dump(to_dict(self.cfg), sort_keys=False), encoding="utf-8")
+        write_run_config(self.run_dir, self.cfg)
         resumed = self.state.global_step if self.last_checkpoint is not None else 0
-        sinks: list[Callback] = []
-        try:
-            jsonl = JsonlSink(self.run_dir, resumed)
-            sinks.append(jsonl)
-            result.metrics = jsonl.path
-            sinks.append(TextLogSink(self.run_dir, resumed, earlier=getattr(self, "_setup_records", ())))
-            if self.cfg.output.tensorboard:
-                sinks.append(TensorBoardSink(self.run_dir, resumed))
-            if not self.quiet and not self._bar_wanted():
-                sinks.append(ConsoleSink())  # plain step lines where no bar is drawn (a pipe, a worker log)
-        except BaseException:
-            for sink in sinks:
-                sink.close()
-            raise
+        sinks = open_sinks(self.cfg, self.run_dir, resumed, getattr(self, "_setup_records", ()),
+                           console=not self.quiet and not self._bar_wanted())
+        result.metrics = sinks[0].path
         return sinks
 
     def _bar_wanted(self) -> bool:
@@ -545,9 +357,6 @@ class Trainer:
         return self.step_cell(ms.Tensor(lr_np[-b:]), ms.Tensor(hr_np[-b:]), task, True).asnumpy()
 
     def _loop(self, total_steps: int, stop, result: TrainResult) -> None:
-        import contextlib
-
-        from ipt_ms.progress import counter
         from ipt_ms.train.data import batches
         from ipt_ms.train.schedules import learning_rate
         from ipt_ms.train.step import set_learning_rate
@@ -556,19 +365,11 @@ class Trainer:
         deadline = None
         if cfg.train.time_limit_min is not None:
             deadline = time.monotonic() + 60.0 * cfg.train.time_limit_min
-        show = self._bar_wanted()
-        bar = counter(total_steps, desc=cfg.kind, unit="step", enable=show, initial=state.global_step)
+        bar = StepBar(total_steps, cfg.kind, state.global_step, enable=self._bar_wanted())
         current_lr = None
-        ema_loss, ema_rate = None, None
-        val_text = ""
         stream = batches(self.source, state.epoch, state.step_in_epoch, cfg.schedule.epochs - state.epoch,
                          cfg.data.num_workers)
-        redirect = contextlib.nullcontext()
-        if show:
-            from tqdm.contrib.logging import logging_redirect_tqdm
-
-            redirect = logging_redirect_tqdm()  # warnings printed above the bar, not through it
-        with redirect:
+        with bar.logging_redirected():
             for epoch, j, lr_np, hr_np, task in stream:
                 lr_value = learning_rate(cfg.schedule, cfg.optim.lr, state.global_step, self.steps_per_epoch)
                 if lr_value != current_lr:
@@ -587,9 +388,6 @@ class Trainer:
                 elif self.ema is not None:
                     self.ema()
                 rate = self.global_batch / max(seconds, 1e-9)
-                ema_rate = rate if ema_rate is None else 0.9 * ema_rate + 0.1 * rate
-                if math.isfinite(total):
-                    ema_loss = total if ema_loss is None else 0.98 * ema_loss + 0.02 * total
                 record = {"step": state.global_step, "epoch": epoch, "batch": j, "task": self.task_names[task],
                           "loss": total, "l1": l1, "contrastive": con, "lr": state.lr, "grad_norm": grad_norm,
                           "applied": bool(applied >= 0.5), "pairs_per_s": rate, "step_s": seconds,
@@ -605,11 +403,8 @@ class Trainer:
                     self.validate(result, stop)
                     stop.rearm()
                     if result.validation is not None:
-                        val_text = f" val {result.validation.short()}"
-                if show:
-                    bar.update(1)
-                    bar.set_postfix_str(f"loss {ema_loss if ema_loss is not None else float('nan'):.4f} "
-                                        f"lr {state.lr:.2e} {ema_rate:.1f} pairs/s{val_text}", refresh=False)
+                        bar.validated(result.validation.short())
+                bar.step(total, rate, state.lr)
                 if main and state.global_step % cfg.output.checkpoint_every == 0:
                     self.save()
                 if any_rank(stop.requested is not None, self.dist):
@@ -628,8 +423,7 @@ class Trainer:
                         log.info("time limit of %g min reached at step %d", cfg.train.time_limit_min,
                                  state.global_step)
                     break
-        if show:
-            bar.close()
+        bar.close()
 
     def _non_finite(self, total: float, scale: float, epoch: int, j: int, task: int, result: TrainResult) -> None:
         """A step whose loss or gradients were not finite (its update was not applied)."""
@@ -648,17 +442,6 @@ class Trainer:
                               "skip such batches with --set train.on_nonfinite=skip")
 
 
-def _refuse_run_dir_in_data(run_dir: Path, cfg: TrainConfig) -> None:
-    """-o equal to or inside --data would make the run's own files (plots, best crops) training data."""
-    root = cfg.data.root
-    if not root or not os.path.isdir(root):
-        return
-    run, data = Path(os.path.realpath(run_dir)), Path(os.path.realpath(root))
-    if run == data or data in run.parents:
-        raise IPTError(f"output.dir {str(run_dir)!r} is inside the training data {str(root)!r}: the run's own "
-                       "images would become training data; choose an output.dir outside it")
-
-
 def train(cfg: TrainConfig, resume: str | bool | None = None,
           source_factory: Callable[[int, int], object] | None = None, quiet: bool = False,
           callbacks: Sequence[Callback] = ()) -> TrainResult:
@@ -666,4 +449,6 @@ def train(cfg: TrainConfig, resume: str | bool | None = None,
     return Trainer(cfg, resume=resume, source_factory=source_factory, quiet=quiet, callbacks=callbacks).run()
 
 
-__all__ = ["METRICS_FILE", "NonFiniteLossError", "Trainer", "TrainResult", "amp_level", "train"]
+# re-exported: the names callers have imported from here
+__all__ = ["CHECKPOINT_DIR", "METRICS_FILE", "PLOT_FILE", "NonFiniteLossError", "Trainer", "TrainResult", "amp_level",
+           "train"]

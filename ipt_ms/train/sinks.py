@@ -25,10 +25,13 @@ from ipt_ms.train.callbacks import Callback
 from ipt_ms.train.metrics import MetricsLog
 
 if TYPE_CHECKING:
-    from ipt_ms.train.loop import Trainer, TrainResult
+    from ipt_ms.train.callbacks import TrainerView
+    from ipt_ms.train.config import TrainConfig
+    from ipt_ms.train.result import TrainResult
     from ipt_ms.train.validation import ValidationReport
 
-__all__ = ["ConsoleSink", "JsonlSink", "TensorBoardSink", "TextLogSink", "METRICS_FILE", "TEXT_LOG_FILE", "step_line"]
+__all__ = ["ConsoleSink", "JsonlSink", "METRICS_FILE", "TEXT_LOG_FILE", "RecordCollector", "TensorBoardSink",
+           "TextLogSink", "open_sinks", "step_line"]
 
 METRICS_FILE = "metrics.jsonl"
 TEXT_LOG_FILE = "train.log"
@@ -55,10 +58,10 @@ class JsonlSink(Callback):
     def path(self) -> Path:
         return self.log.path
 
-    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
+    def on_log(self, trainer: TrainerView, record: dict[str, Any]) -> None:
         self.log.write(record)
 
-    def on_validation(self, trainer: Trainer, report: ValidationReport) -> None:
+    def on_validation(self, trainer: TrainerView, report: ValidationReport) -> None:
         self.log.write({"kind": "val", "step": report.step, "time": time.time(), "tasks": report.as_dict()})
 
     def close(self) -> None:
@@ -77,14 +80,14 @@ class TensorBoardSink(Callback):
         self.writer = SummaryWriter(logdir=str(run_dir), purge_step=resumed_step + 1 if resumed_step else None,
                                     flush_secs=20)
 
-    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
+    def on_log(self, trainer: TrainerView, record: dict[str, Any]) -> None:
         step = record["step"]
         for key in self.TRAIN_SCALARS:
             if key in record:
                 self.writer.add_scalar(f"train/{key}", record[key], step)
         self.writer.add_scalar(f"train/loss_{record['task']}", record["loss"], step)
 
-    def on_validation(self, trainer: Trainer, report: ValidationReport) -> None:
+    def on_validation(self, trainer: TrainerView, report: ValidationReport) -> None:
         for task, r in report.tasks.items():
             for key in ("psnr", "ssim", "baseline_psnr", "baseline_ssim"):
                 value = getattr(r, key)
@@ -117,17 +120,17 @@ class TextLogSink(Callback):
         self.handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
         self.handle.flush()
 
-    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
+    def on_log(self, trainer: TrainerView, record: dict[str, Any]) -> None:
         self.line(step_line(record))
 
-    def on_validation(self, trainer: Trainer, report: ValidationReport) -> None:
+    def on_validation(self, trainer: TrainerView, report: ValidationReport) -> None:
         for text in report.lines():
             self.line(f"validation at step {report.step}: {text}")
 
-    def on_checkpoint(self, trainer: Trainer, path: Path) -> None:
+    def on_checkpoint(self, trainer: TrainerView, path: Path) -> None:
         self.line(f"checkpoint {path}")
 
-    def on_train_end(self, trainer: Trainer, result: TrainResult) -> None:
+    def on_train_end(self, trainer: TrainerView, result: TrainResult) -> None:
         for text in result.summary_lines():
             self.line(text)
 
@@ -147,5 +150,36 @@ class ConsoleSink(Callback):
 
         self.stream = stream if stream is not None else sys.stderr
 
-    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
+    def on_log(self, trainer: TrainerView, record: dict[str, Any]) -> None:
         print(step_line(record), file=self.stream, flush=True)
+
+
+def open_sinks(cfg: TrainConfig, run_dir: Path, resumed_step: int, earlier: Sequence[logging.LogRecord] = (),
+               console: bool = False) -> list[Callback]:
+    """The sinks of a run (rank 0), metrics.jsonl's first: train.log (starting with the `earlier`
+    records of the set-up), TensorBoard when output.tensorboard, step lines on stderr when `console`
+    (where no bar is drawn: a pipe, a worker log). Nothing is left open if one fails to open."""
+    sinks: list[Callback] = []
+    try:
+        sinks.append(JsonlSink(run_dir, resumed_step))
+        sinks.append(TextLogSink(run_dir, resumed_step, earlier=earlier))
+        if cfg.output.tensorboard:
+            sinks.append(TensorBoardSink(run_dir, resumed_step))
+        if console:
+            sinks.append(ConsoleSink())
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
+    return sinks
+
+
+class RecordCollector(logging.Handler):
+    """Keeps the log records of the set-up (unreadable or grayscale images), for train.log once it opens."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)

@@ -23,7 +23,6 @@ keeps comparing against them; each new best is written atomically to
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,6 +32,7 @@ import numpy as np
 from ipt_ms.config import ConfigError
 from ipt_ms.data.folders import Pair
 from ipt_ms.errors import IPTError
+from ipt_ms.metrics import mean_score
 from ipt_ms.spec import IPTSpec
 from ipt_ms.tasks import Task
 
@@ -232,14 +232,15 @@ class Validator:
                     strips[pair.name] = np.concatenate([quantize(x) for x in (shown, out, target)],
                                                        axis=1).astype(np.uint8)
             base = self.baseline(task_name)
-            psnr = _mean([s["psnr"] for s in scores])
+            psnr = mean_score([s["psnr"] for s in scores])
             best = self.best.get(task_name)
             improved = best is None or psnr > best["psnr"]
             if improved:
                 self.best[task_name] = {"psnr": psnr, "step": step}
             report.tasks[task_name] = TaskResult(
-                psnr=psnr, ssim=_mean([s["ssim"] for s in scores]), baseline_psnr=_mean([b["psnr"] for b in base]),
-                baseline_ssim=_mean([b["ssim"] for b in base]), baseline=baseline_name(task), images=len(pairs),
+                psnr=psnr, ssim=mean_score([s["ssim"] for s in scores]),
+                baseline_psnr=mean_score([b["psnr"] for b in base]),
+                baseline_ssim=mean_score([b["ssim"] for b in base]), baseline=baseline_name(task), images=len(pairs),
                 best_psnr=self.best[task_name]["psnr"], best_step=self.best[task_name]["step"], improved=improved,
                 strips=strips)
         return report
@@ -259,10 +260,3 @@ class Validator:
                                overwrite=True)  # the run's own best
                 written.append(path)
         return written
-
-
-def _mean(values: list) -> float | None:
-    values = [v for v in values if v is not None]
-    if not values:
-        return None
-    return math.inf if any(math.isinf(v) for v in values) else float(np.mean(values))

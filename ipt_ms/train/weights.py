@@ -1,7 +1,6 @@
 """Starting weights for a run (pre-trained, converted PyTorch, or fresh) and exporting them.
 
-Fine-tuning keeps one task: the chosen task's head, tail and query row become index 0 of
-a single-task model, and the other tasks' heads/tails/queries are dropped, so the
+Fine-tuning keeps one task (`ipt_ms.convert.single_task.select_task`, re-exported here), so the
 fine-tuned file has the layout of the released single-task models (IPT_sr2.pt, ...).
 """
 
@@ -9,38 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ipt_ms.config import ConfigError
+from ipt_ms.convert.single_task import select_task
 from ipt_ms.spec import IPTSpec
 from ipt_ms.train.config import TrainConfig
 
 if TYPE_CHECKING:
     from mindspore import nn
-
-_PER_TASK = re.compile(r"^(head|tail)\.(\d+)\.(.+)$")
-_QUERY = "body.query_embed.weight"
-
-
-def select_task(spec: IPTSpec, state: dict[str, np.ndarray], task: str | int) -> tuple[IPTSpec, dict[str, np.ndarray]]:
-    """Single-task spec and official-keyed state holding only `task`'s head/tail/query."""
-    idx = spec.task_index(task)
-    single = spec.replace(scales=(spec.scales[idx],), task_names=(spec.task_names[idx],), num_queries=1)
-    out: dict[str, np.ndarray] = {}
-    for key, value in state.items():
-        match = _PER_TASK.match(key)
-        if match:
-            if int(match.group(2)) == idx:
-                out[f"{match.group(1)}.0.{match.group(3)}"] = value
-        elif key == _QUERY:
-            out[key] = np.ascontiguousarray(value[idx:idx + 1])
-        else:
-            out[key] = value
-    return single, out
-
 
 def architecture_diff(a: IPTSpec, b: IPTSpec, ignore: tuple[str, ...] = ()) -> list[str]:
     """"field: A vs B" for every architecture option that differs."""

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ipt_ms.errors import IPTError
-from ipt_ms.metrics import default_shave, luma, match_target, psnr, quantize, ssim
+from ipt_ms.metrics import default_shave, luma, match_target, mean_score, psnr, quantize, ssim
 
 
 def flat(h, w, rgb):
@@ -115,3 +115,11 @@ def test_ssim_needs_an_11_pixel_window():
         ssim(img, img, scale=2)
     with pytest.raises(IPTError, match="no pixels left"):
         psnr(flat(4, 4, (0, 0, 0)), flat(4, 4, (0, 0, 0)), scale=2)
+
+
+def test_mean_score_skips_missing_and_keeps_inf():
+    """The one mean of per-image scores that eval's summaries and training's validation share."""
+    assert mean_score([30.0, None, 32.0]) == 31.0
+    assert mean_score([None, None]) is None
+    assert mean_score([]) is None
+    assert mean_score([30.0, math.inf]) == math.inf  # an exact restoration scores inf PSNR
