@@ -78,11 +78,12 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ipt_ms.errors import sanitize
     from ipt_ms.eval.run import run_eval
 
     setup_logging(args.quiet)
     outcome = run_eval(request_from_args(args, args.weights), framework=args.framework)
     print(outcome.printed)
     for path in outcome.paths:
-        print(f"wrote {path}")
+        print(f"wrote {sanitize(path)}")
     return 0

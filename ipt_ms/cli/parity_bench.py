@@ -29,7 +29,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ipt_ms.errors import IPTError
+    from ipt_ms.errors import IPTError, sanitize
     from ipt_ms.eval.run import raise_on_failure, run_parity_bench
 
     setup_logging(args.quiet)
@@ -40,6 +40,6 @@ def run(args: argparse.Namespace) -> int:
                               tolerance=args.tol, max_rel=args.max_rel)
     print(result.printed)
     for path in result.paths:
-        print(f"wrote {path}")
+        print(f"wrote {sanitize(path)}")
     raise_on_failure(result)
     return 0

@@ -43,7 +43,14 @@ from ipt_ms.data.degrade import Degrader
 from ipt_ms.data.imageio import list_images, read_image, to_uint8, write_image
 from ipt_ms.data.rain import StreakLayers
 from ipt_ms.errors import IPTError
-from ipt_ms.fileio import OVERWRITE_HINT, atomic_output, check_new_output, check_output_dir, staged_folder
+from ipt_ms.fileio import (
+    OVERWRITE_HINT,
+    atomic_output,
+    check_name_part,
+    check_new_output,
+    check_output_dir,
+    staged_folder,
+)
 from ipt_ms.tasks import PRETRAIN_TASKS, Task, parse_task
 
 __all__ = ["SynthReport", "make_preview", "synthesize", "task_output_dir"]
@@ -220,8 +227,7 @@ def synthesize(
             if task.kind == "sr" and min(shape[:2]) < task.scale:
                 raise IPTError(f"{str(path)!r} is {shape[1]}x{shape[0]} pixels, too small for {task.name}: its "
                                f"low-resolution image would be empty")
-        if any(ord(c) < 32 or ord(c) == 127 for c in name):
-            raise IPTError(f"the output name of {str(path)!r} would hold a control character; rename the file")
+        check_name_part(name, path)  # a newline, ESC or bidi override never reaches a file name
     if preview is not None:  # after the inputs are read: it may be none of them
         check_new_output(preview, overwrite, OVERWRITE_HINT, "preview")
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from ipt_ms.data.folders import BENCHMARK_SETS, PairDataset, benchmark
 from ipt_ms.data.imageio import image_header, read_image
 from ipt_ms.errors import IPTError
+from ipt_ms.fileio import check_name_part
 from ipt_ms.tasks import Task
 
 __all__ = ["EvalSet", "check_set", "default_sets", "file_mode", "load_sets"]
@@ -76,6 +77,8 @@ def check_set(set_name: str, dataset: PairDataset, allow_mixed_modes: bool = Fal
     """Validate sizes and modes of every file of `dataset` (rules in the module docstring), then
     decode every file once, so a truncated image stops the run before any model does."""
     scale = int(dataset.scale)
+    for entry in dataset.entries:  # names become rows of the reports and, with --save-images, file names
+        check_name_part(entry.name, entry.gt, f"{set_name}: the name of")
     headers = {}
     for entry in dataset.entries:
         for path in (entry.gt, entry.lq):
