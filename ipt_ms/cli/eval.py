@@ -40,6 +40,9 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-ssim", action="store_true", help="skip SSIM (faster on large sets)")
     p.add_argument("--allow-mixed-modes", action="store_true",
                    help="accept sets mixing image modes (16-bit, alpha, gray input for RGB target, ...)")
+    p.add_argument("--allow-unfinished-synth", action="store_true",
+                   help="score a folder made by ipt-ms synth that lacks its synth.json (an interrupted run) or "
+                        "holds images its synth.json does not list (refused by default)")
     p.add_argument("-o", "--out", default=None,
                    help="output folder (default eval-results/<weights stem>-<8-digit weights digest>-<task>-"
                         "<framework>-<protocol>); "
@@ -59,6 +62,7 @@ def request_from_args(args: argparse.Namespace, weights: str):
                        self_ensemble=args.self_ensemble, batch_size=args.batch_size, device=args.device,
                        mode=args.mode, limit=args.limit, seed=args.seed, clip=not args.no_clip, lr=args.lr,
                        shave=args.shave, ssim=not args.no_ssim, allow_mixed_modes=args.allow_mixed_modes,
+                       allow_unfinished_synth=args.allow_unfinished_synth,
                        out=args.out, save_images=args.save_images, restart=args.restart,
                        progress=not args.quiet, overrides=architecture_overrides(args))
 

@@ -50,6 +50,7 @@ class EvalRequest:
     shave: int | None = None
     ssim: bool = True
     allow_mixed_modes: bool = False
+    allow_unfinished_synth: bool = False
     out: str | None = None
     save_images: bool = False
     restart: bool = False
@@ -82,7 +83,8 @@ class EvalRequest:
         task = parse_task(task_name)
         names = self.sets or default_sets(task)
         return load_sets(self.data, names, task, seed=self.seed, clip=self.clip, lr=self.lr, limit=self.limit,
-                         allow_mixed_modes=self.allow_mixed_modes)
+                         allow_mixed_modes=self.allow_mixed_modes,
+                         allow_unfinished_synth=self.allow_unfinished_synth)
 
     def runner(self, framework: str, weights: str | None = None) -> Runner:
         return create_runner(framework, weights or self.weights, self.task, batch_size=self.batch_size,
