@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ipt_ms.convert.weights import check_regular_file
-from ipt_ms.errors import IPTError, ToleranceExceededError
+from ipt_ms.errors import CONTROL_CHARACTER, IPTError, ToleranceExceededError
 from ipt_ms.eval.engine import (
     EvalSettings,
     Runner,
@@ -97,7 +97,8 @@ class EvalRequest:
         `model.ckpt` apart."""
         ensemble = "-x8" if self.self_ensemble else ""
         digest = "+".join(dict.fromkeys(r.weights_id[:8] for r in runners))
-        name = Path(weights_name(self.weights)).with_suffix("").as_posix().replace("/", "-")
+        name = Path(weights_name(self.weights, printable=False)).with_suffix("").as_posix().replace("/", "-")
+        name = CONTROL_CHARACTER.sub("_", name)  # a newline or ESC in the weights' name stays out of the folder's
         return Path("eval-results") / f"{name}-{digest}-{runners[0].task}-{what}-{self.protocol}{ensemble}"
 
 

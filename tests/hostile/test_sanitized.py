@@ -164,3 +164,15 @@ def test_eval_refuses_a_set_image_whose_name_holds_a_newline(tmp_path, tiny_ckpt
     line = assert_one_line_error(proc, "Mine", "bad\\nname.png", "control character")
     assert not CONTROL_CHARACTER.search(line), repr(line)
     before.assert_same(Snapshot.take(tmp_path, dirs=True))
+
+
+def test_eval_default_output_folder_never_takes_a_control_character_from_the_weights_name(tmp_path, tiny_ckpt):
+    weights = tmp_path / f"ti{ESC}ny\n.ckpt"
+    weights.write_bytes(tiny_ckpt.read_bytes())
+    crafted.write_png(tmp_path / "data" / "Mine" / "a.png", crafted.photo())
+    proc = run_cli("eval", "--weights", weights.name, "--task", "denoise_30", "--data", "data", "--sets", "Mine",
+                   "--device", "CPU", "--compile-cache", "off", "-q", cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    _no_raw_controls(proc.stdout + proc.stderr)
+    folders = [p.name for p in (tmp_path / "eval-results").iterdir()]
+    assert len(folders) == 1 and folders[0].startswith("ti_[31mny_-"), folders
