@@ -21,6 +21,12 @@ def sanitize(text: str) -> str:
     return _UNSAFE.sub(lambda m: repr(m.group())[1:-1], str(text))
 
 
+def sanitize_lines(text: str) -> str:
+    """`sanitize` for text of several lines (a table, a summary): line breaks kept, every
+    other control character escaped."""
+    return "\n".join(sanitize(line) for line in str(text).split("\n"))
+
+
 class IPTError(Exception):
     """A problem with the user's input (file, weights, option). Exit code 2."""
 

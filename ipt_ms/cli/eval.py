@@ -82,12 +82,12 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ipt_ms.errors import sanitize
+    from ipt_ms.errors import sanitize, sanitize_lines
     from ipt_ms.eval.run import run_eval
 
     setup_logging(args.quiet)
     outcome = run_eval(request_from_args(args, args.weights), framework=args.framework)
-    print(outcome.printed)
+    print(sanitize_lines(outcome.printed))
     for path in outcome.paths:
         print(f"wrote {sanitize(path)}")
     return 0

@@ -176,3 +176,18 @@ def test_eval_default_output_folder_never_takes_a_control_character_from_the_wei
     _no_raw_controls(proc.stdout + proc.stderr)
     folders = [p.name for p in (tmp_path / "eval-results").iterdir()]
     assert len(folders) == 1 and folders[0].startswith("ti_[31mny_-"), folders
+
+
+def test_a_weights_name_with_escapes_is_printed_escaped(tmp_path):
+    """The seeded-weights warning and `info` echo the weights' path: escaped, as error lines are."""
+    weights = f"w{ESC}.pt"
+    made = run_cli("make-weights", "--preset", "tiny", "--tasks", "sr_x2", "--seed", "0", "-o", weights, "-q",
+                   cwd=tmp_path, timeout=120)
+    assert made.returncode == 0, made.stderr
+    crafted.write_png(tmp_path / "a.png", crafted.photo())
+    restored = run_cli("restore", "--weights", weights, "a.png", "-o", "out", "-q", cwd=tmp_path, timeout=300)
+    info = run_cli("info", weights, cwd=tmp_path, timeout=120)
+    for proc in (restored, info):
+        assert proc.returncode == 0, proc.stderr
+        _no_raw_controls(proc.stdout + proc.stderr)
+    assert "warning: w\\x1b[31m.pt holds seeded random weights" in restored.stderr, restored.stderr
