@@ -227,3 +227,13 @@ def test_eval_scores_a_hand_made_benchmark_folder(tmp_path, tiny_ckpt):
     assert proc.returncode == 0, proc.stderr
     clean = _eval(tmp_path, tiny_ckpt, "denoise_30", "-o", "res_dn")
     assert clean.returncode == 0, clean.stderr
+
+
+def test_eval_after_synth_overwrite_with_fewer_photos_scores_only_those(tmp_path, synth_set, photos, tiny_ckpt):
+    (photos / "p2.png").unlink()
+    proc = _synth(tmp_path, "photos", "data/Photos", "--tasks", "sr_x2,denoise_30", "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    scored = _eval(tmp_path, tiny_ckpt, "sr_x2", "-o", "res")
+    assert scored.returncode == 0, scored.stderr
+    rows = [json.loads(line) for line in (tmp_path / "res" / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["name"] for r in rows if "name" in r) == ["p0", "p1"], rows
