@@ -125,8 +125,8 @@ def check_synth_set(set_name: str, dataset: PairDataset) -> None:
     files = [Path(p) for e in dataset.entries for p in (e.gt, e.lq) if p is not None]
     problem = unfinished_synth_set(files)
     if problem:
-        raise IPTError(f"{set_name}: {problem}; remove it and run ipt-ms synth again, or pass "
-                       f"{ALLOW_UNFINISHED_SYNTH} to score it as it is")
+        raise IPTError(f"{set_name}: {problem}; remove it and run ipt-ms synth again (eval and parity-bench "
+                       f"score it as it is with {ALLOW_UNFINISHED_SYNTH})")
 
 
 def load_sets(data_dir: os.PathLike | str, names: list[str], task: Task, *, seed: int = 0, clip: bool = True,
