@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import re
 
-# C0 and C1 controls, DEL, line/paragraph separators, bidirectional overrides and isolates,
-# and lone surrogates (undecodable bytes of a file name): what a terminal would act on
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+# C0 and C1 controls, DEL, line/paragraph separators, bidirectional overrides and isolates:
+# what a terminal would act on, and what must never become part of a file name
+_CONTROLS = "\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069"
+#: a control character (`_CONTROLS`); lone surrogates (undecodable bytes of a file name) are not
+#: among them: written back as a name they give the same bytes
+CONTROL_CHARACTER = re.compile(f"[{_CONTROLS}]")
+# ... and lone surrogates, which a terminal cannot print either
+_UNSAFE = re.compile(f"[{_CONTROLS}\ud800-\udfff]")
 
 
 def sanitize(text: str) -> str:
@@ -14,6 +19,12 @@ def sanitize(text: str) -> str:
     ``\\u202e``), so a message that echoes a user's path, key or task name stays one
     plain line and cannot move the cursor, recolour or clear the terminal."""
     return _UNSAFE.sub(lambda m: repr(m.group())[1:-1], str(text))
+
+
+def sanitize_lines(text: str) -> str:
+    """`sanitize` for text of several lines (a table, a summary): line breaks kept, every
+    other control character escaped."""
+    return "\n".join(sanitize(line) for line in str(text).split("\n"))
 
 
 class IPTError(Exception):

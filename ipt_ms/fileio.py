@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from ipt_ms.errors import IPTError, first_line
+from ipt_ms.errors import CONTROL_CHARACTER, IPTError, first_line
 
 __all__ = [
     "FolderLock",
@@ -51,6 +51,7 @@ __all__ = [
     "check_output_dir",
     "check_new_output",
     "check_output_file",
+    "check_name_part",
     "disk_full",
     "ensure_writable_dir",
     "note_input",
@@ -80,6 +81,17 @@ _CLEANED: set[str] = set()
 
 def _show(path: Path) -> str:
     return repr(str(path))
+
+
+def check_name_part(part: str, source: str | os.PathLike, what: str = "the output name of") -> None:
+    """Refuse `part` of an output file name taken from something the user gave (an input's
+    stem, a set image's name) when it holds a control character (a newline, ESC, a
+    bidirectional override): such a name would break every listing and log line that shows
+    it, so the command stops with one line naming the source and nothing is written."""
+    found = CONTROL_CHARACTER.search(part)
+    if found:
+        raise IPTError(f"{what} {_show(Path(source))} would hold the control character {found.group()!r}; "
+                       "rename the file")
 
 
 def write_error(path: str | os.PathLike | Sequence[str | os.PathLike], err: BaseException) -> IPTError:

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ipt_ms.errors import IPTError
+from ipt_ms.errors import IPTError, sanitize
 
 PROVENANCE_METADATA_KEY = "ipt_provenance"
 KINDS = ("seeded", "trained", "converted")
@@ -176,4 +176,4 @@ def warn_if_seeded(path: str | Path, record: dict[str, Any] | None) -> None:
     Printed rather than logged: `-q` silences warnings, and this one says what the output is."""
     line = seeded_warning(path, record)
     if line:
-        print(line, file=sys.stderr, flush=True)
+        print(sanitize(line), file=sys.stderr, flush=True)  # the path may hold ESC or a newline

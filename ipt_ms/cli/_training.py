@@ -32,6 +32,7 @@ def run_training(args: argparse.Namespace, kind: str | None, init: str | None = 
 
     `kind` forces pretrain/finetune; None trains whatever the config's `kind` says."""
     from ipt_ms import signals
+    from ipt_ms.errors import sanitize, sanitize_lines
 
     signals.install()  # before MindSpore starts its threads: SIGINT/SIGTERM stop after the current step
     from ipt_ms.train.loop import train
@@ -41,11 +42,11 @@ def run_training(args: argparse.Namespace, kind: str | None, init: str | None = 
     result = train(cfg, resume=args.resume, quiet=args.quiet)
     if result.interrupted is not None:
         if result.rank == 0:  # one line, on stderr like every other stop
-            print(f"interrupted at step {result.global_step}: checkpoint {result.checkpoint}; continue with --resume",
-                  file=sys.stderr)
+            print(sanitize(f"interrupted at step {result.global_step}: checkpoint {result.checkpoint}; continue "
+                           "with --resume"), file=sys.stderr)
         return signals.exit_code(result.interrupted)
     if result.rank == 0:
-        print("\n".join(result.summary_lines()))
+        print(sanitize_lines("\n".join(result.summary_lines())))
     return 0
 
 

@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from ipt_ms.cli._common import setup_logging
+    from ipt_ms.errors import sanitize
     from ipt_ms.fileio import atomic_output
 
     setup_logging(args.quiet)
@@ -62,13 +63,13 @@ def run(args: argparse.Namespace) -> int:
 
             raise IPTError("--scale, --shave and --min-ssim belong to the ground-truth mode: add --gt")
         result = _difference(args)
-    for pair in result.pairs:
-        print(pair.line())
-    print(result.summary())
+    for pair in result.pairs:  # one line per pair: file names with a newline or ESC are escaped
+        print(sanitize(pair.line()))
+    print(sanitize(result.summary()))
     if args.json:
         with atomic_output(args.json) as tmp:
             tmp.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-        print(f"wrote {args.json}")
+        print(f"wrote {sanitize(args.json)}")
     return 0 if result.ok else 1
 
 

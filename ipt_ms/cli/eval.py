@@ -43,6 +43,9 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-ssim", action="store_true", help="skip SSIM (faster on large sets)")
     p.add_argument("--allow-mixed-modes", action="store_true",
                    help="accept sets mixing image modes (16-bit, alpha, gray input for RGB target, ...)")
+    p.add_argument("--allow-unfinished-synth", action="store_true",
+                   help="score a folder made by ipt-ms synth that lacks its synth.json (an interrupted run) or "
+                        "holds images its synth.json does not list (refused by default)")
     p.add_argument("-o", "--out", default=None,
                    help="output folder (default eval-results/<weights stem>-<8-digit weights digest>-<task>-"
                         "<framework>-<protocol>); "
@@ -63,6 +66,7 @@ def request_from_args(args: argparse.Namespace, weights: str):
                        self_ensemble=args.self_ensemble, batch_size=args.batch_size, device=args.device,
                        mode=args.mode, limit=args.limit, seed=args.seed, clip=not args.no_clip, lr=args.lr,
                        shave=args.shave, ssim=not args.no_ssim, allow_mixed_modes=args.allow_mixed_modes,
+                       allow_unfinished_synth=args.allow_unfinished_synth,
                        out=args.out, save_images=args.save_images, restart=args.restart,
                        progress=not args.quiet, overrides=architecture_overrides(args))
 
@@ -82,11 +86,12 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ipt_ms.errors import sanitize, sanitize_lines
     from ipt_ms.eval.run import run_eval
 
     setup_logging(args.quiet)
     outcome = run_eval(request_from_args(args, weights_source(args)), framework=args.framework)
-    print(outcome.printed)
+    print(sanitize_lines(outcome.printed))
     for path in outcome.paths:
-        print(f"wrote {path}")
+        print(f"wrote {sanitize(path)}")
     return 0

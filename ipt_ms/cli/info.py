@@ -24,6 +24,7 @@ def run(args) -> int:
     import json
 
     from ipt_ms.convert.weights import describe, official_state, read_weight_file, resolve_spec
+    from ipt_ms.errors import sanitize, sanitize_lines
     from ipt_ms.provenance import describe as describe_provenance
 
     overrides = architecture_overrides(args)
@@ -33,9 +34,9 @@ def run(args) -> int:
     if args.json:
         print(json.dumps({**spec.to_dict(), "provenance": weights.provenance}, indent=2, sort_keys=True))
         return 0
-    print(weights.describe_layout())
-    print(describe(spec))
-    print(f"provenance: {describe_provenance(weights.provenance)}")
+    print(sanitize_lines(weights.describe_layout()))
+    print(sanitize_lines(describe(spec)))
+    print(sanitize(f"provenance: {describe_provenance(weights.provenance)}"))
     unnamed = [n for n in spec.task_names if n.startswith("restore_")]
     if unnamed:
         print(f"note: {', '.join(unnamed)}: the file does not record what these scale-1 heads restore; name them "

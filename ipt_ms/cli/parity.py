@@ -59,7 +59,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from ipt_ms.convert.weights import load_weights
-    from ipt_ms.errors import ToleranceExceededError
+    from ipt_ms.errors import ToleranceExceededError, sanitize, sanitize_lines
     from ipt_ms.fileio import check_output_dir
     from parity.compare import run_parity
 
@@ -84,8 +84,8 @@ def run(args) -> int:
         if task == tasks[0]:
             print(f"machine: {report.environment['cpu']}; MindSpore convolutions: "
                   f"{report.environment['mindspore convolutions']}")
-        print(report.table())
-        print(report.summary())
+        print(sanitize_lines(report.table()))
+        print(sanitize_lines(report.summary()))
         if args.report:
             directory = Path(args.report) / report.task if len(tasks) > 1 else Path(args.report)
             from ipt_ms.fileio import overwriting
@@ -93,7 +93,7 @@ def run(args) -> int:
             with overwriting():  # the report folder's own files, rewritten on every run (never an input)
                 written = report.write(directory)
             for path in written:
-                print(f"wrote {path}")
+                print(f"wrote {sanitize(path)}")
         if not report.ok:
             failed.append(report.task)
     if failed:

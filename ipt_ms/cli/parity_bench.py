@@ -29,7 +29,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ipt_ms.errors import IPTError
+    from ipt_ms.errors import IPTError, sanitize, sanitize_lines
     from ipt_ms.eval.run import raise_on_failure, run_parity_bench
 
     setup_logging(args.quiet)
@@ -38,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
         raise IPTError(f"--frameworks needs exactly two names, got {args.frameworks!r}")
     result = run_parity_bench(request_from_args(args, args.weights), frameworks, first_weights=args.ckpt,
                               tolerance=args.tol, max_rel=args.max_rel)
-    print(result.printed)
+    print(sanitize_lines(result.printed))
     for path in result.paths:
-        print(f"wrote {path}")
+        print(f"wrote {sanitize(path)}")
     raise_on_failure(result)
     return 0

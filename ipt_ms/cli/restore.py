@@ -95,6 +95,7 @@ def plan_outputs(paths: list, out_dir, task: str, save_raw: bool, overwrite: boo
     from pathlib import Path
 
     from ipt_ms.errors import IPTError
+    from ipt_ms.fileio import check_name_part
 
     def identity(path: Path):
         try:
@@ -107,6 +108,7 @@ def plan_outputs(paths: list, out_dir, task: str, save_raw: bool, overwrite: boo
     claimed: dict[str, Path] = {}
     plan, existing = [], []
     for path in map(Path, paths):
+        check_name_part(path.stem, path)  # a newline or ESC in an input's name never reaches an output's
         png = Path(out_dir) / f"{path.stem}_{task}.png"
         targets = (png, png.with_suffix(".npy") if save_raw else None)
         for target in filter(None, targets):
@@ -133,6 +135,7 @@ def run(args) -> int:
     import numpy as np
 
     from ipt_ms.data.imageio import read_image_planes, write_image
+    from ipt_ms.errors import sanitize
     from ipt_ms.fileio import OVERWRITE_HINT, atomic_outputs, check_output_dir, output_dir
     from ipt_ms.inference import restore_array, with_input_planes
     from ipt_ms.memory import check_restore
@@ -173,8 +176,8 @@ def run(args) -> int:
                         with open(tmps[1], "wb") as fh:
                             np.save(fh, out.astype(np.float32))
                 kept = ", ".join(k for k, on in (("gray", planes.gray), ("alpha", planes.alpha is not None)) if on)
-                print(f"{path} -> {png} ({image.shape[1]}x{image.shape[0]} -> {out.shape[1]}x{out.shape[0]}"
-                      + (f"; {kept} kept" if kept else "") + ")")
+                print(sanitize(f"{path} -> {png} ({image.shape[1]}x{image.shape[0]} -> {out.shape[1]}x"
+                               f"{out.shape[0]}" + (f"; {kept} kept" if kept else "") + ")"))
                 done += 1
     except KeyboardInterrupt as err:  # SIGINT/SIGTERM (ipt_ms.signals); atomic writes left no partial file
         from ipt_ms.signals import add_detail

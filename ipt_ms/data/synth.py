@@ -30,9 +30,11 @@ preview never replaces an input.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,10 +45,17 @@ from ipt_ms.data.degrade import Degrader
 from ipt_ms.data.imageio import list_images, read_image, to_uint8, write_image
 from ipt_ms.data.rain import StreakLayers
 from ipt_ms.errors import IPTError
-from ipt_ms.fileio import OVERWRITE_HINT, atomic_output, check_new_output, check_output_dir, staged_folder
+from ipt_ms.fileio import (
+    OVERWRITE_HINT,
+    atomic_output,
+    check_name_part,
+    check_new_output,
+    check_output_dir,
+    staged_folder,
+)
 from ipt_ms.tasks import PRETRAIN_TASKS, Task, parse_task
 
-__all__ = ["SynthReport", "make_preview", "synthesize", "task_output_dir"]
+__all__ = ["SynthReport", "make_preview", "synthesize", "task_output_dir", "unfinished_synth_set"]
 
 MANIFEST = "synth.json"
 
@@ -83,6 +92,95 @@ _MADE_HERE = ("HR", "LR_bicubic", "derain", "deblur", MANIFEST)
 
 def _made_by_synth(entry: str) -> bool:
     return entry in _MADE_HERE or entry.startswith("denoise_")
+
+
+#: the hidden folders `staged_folder` builds a set in (`.OUT.partial-PID-HEX`, `.OUT.replaced-...`)
+_STAGING_NAME = re.compile(r"^\..+\.(?:partial|replaced)-\d+-[0-9a-f]{8}$")
+#: how deep below OUT synth writes an image (OUT/deblur/test/synth/sharp/x.png)
+_DEEPEST = 5
+
+
+def _synth_only_marks(folder: Path) -> list[str]:
+    """Entries of `folder` that only synth makes beside HR/ (a hand-made benchmark folder has none)."""
+    if _STAGING_NAME.match(folder.name):
+        return ["a synth staging folder name"]
+    if not (folder / "HR").is_dir():
+        return []
+    marks = []
+    with contextlib.suppress(OSError):
+        marks += [f"{e.name}/" for e in os.scandir(folder) if e.name.startswith("denoise_") and e.is_dir()]
+    marks += [mark for mark in ("deblur/kernels", "derain/rainy") if (folder / mark).is_dir()]
+    return marks
+
+
+def _image_name(rel: Path) -> str | None:
+    """The synth image name a file inside OUT belongs to (`rel`: its path relative to OUT)."""
+    parts, stem = rel.parts, rel.stem
+    if parts[0] == "LR_bicubic" and len(parts) == 3:
+        return re.sub(r"x\d+$", "", stem)
+    if parts[0] == "derain":
+        return re.sub(r"^(?:no)?rain-", "", stem)
+    if parts[0] == "deblur" and parts[1:2] == ("kernels",):
+        return None
+    return stem
+
+
+def unfinished_synth_set(files: list[Path]) -> str | None:
+    """Why the images `files` (what eval is about to score) come from a set `synthesize` did
+    not finish, or None.
+
+    A file counts when it lies in one of the folders synth makes (HR, LR_bicubic, denoise_*,
+    derain, deblur) of a folder OUT that synth made: OUT holds synth.json (written last, so
+    the set was complete), or, without it, something only synth makes beside HR/ (a
+    denoise_<sigma>/ folder, deblur/kernels/, derain/rainy/) or a staging folder's name. Then:
+
+    * no synth.json: the run was interrupted (Ctrl-C, full disk, crash) before this version
+      built sets in a staging folder, or the folder was copied half-way;
+    * a synth.json that is not a JSON object: damaged;
+    * an image that synth.json does not list: left by an earlier synth into the same OUT
+      (before --overwrite replaced sets whole) or added by hand.
+
+    A hand-made benchmark folder (HR/ + LR_bicubic/, Set5 layout) has none of these marks and
+    is never refused. Neither is an SR-only set of an older synth that was interrupted: its
+    files are laid out exactly as a hand-made one, so nothing tells them apart.
+    """
+    verdicts: dict[Path, tuple[str | None, set[str] | None]] = {}
+    for file in files:
+        file = Path(os.path.abspath(file))
+        for out in list(file.parents)[1:_DEEPEST + 1]:
+            rel = file.relative_to(out)
+            if not _made_by_synth(rel.parts[0]) or rel.parts[0] == MANIFEST:
+                continue
+            if out not in verdicts:
+                verdicts[out] = _verdict(out)
+            problem, listed = verdicts[out]
+            if problem:
+                return problem
+            name = _image_name(rel)
+            if listed is not None and name is not None and name not in listed:
+                return (f"{str(file)!r} is not among the images of {str(out / MANIFEST)!r}: it was left by an earlier "
+                        "synth into that folder or added by hand")
+    return None
+
+
+def _verdict(out: Path) -> tuple[str | None, set[str] | None]:
+    """(problem, image names synth.json lists) of a folder that may be a synth OUT."""
+    manifest = out / MANIFEST
+    if manifest.is_file():
+        try:
+            record = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            return f"{str(manifest)!r} cannot be read ({type(err).__name__}): the synth set is damaged", None
+        if not isinstance(record, dict):
+            return f"{str(manifest)!r} is not a synth record (not a JSON object): the synth set is damaged", None
+        images = record.get("images")
+        listed = {str(n) for n in images} if isinstance(images, list) else None
+        return None, listed
+    marks = _synth_only_marks(out)
+    if marks:
+        return (f"{str(out)!r} was made by ipt-ms synth ({', '.join(marks[:3])}) but holds no {MANIFEST}: the run "
+                "that wrote it did not finish", None)
+    return None, None
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -220,8 +318,7 @@ def synthesize(
             if task.kind == "sr" and min(shape[:2]) < task.scale:
                 raise IPTError(f"{str(path)!r} is {shape[1]}x{shape[0]} pixels, too small for {task.name}: its "
                                f"low-resolution image would be empty")
-        if any(ord(c) < 32 or ord(c) == 127 for c in name):
-            raise IPTError(f"the output name of {str(path)!r} would hold a control character; rename the file")
+        check_name_part(name, path)  # a newline, ESC or bidi override never reaches a file name
     if preview is not None:  # after the inputs are read: it may be none of them
         check_new_output(preview, overwrite, OVERWRITE_HINT, "preview")
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ipt_ms.convert.weights import check_regular_file
-from ipt_ms.errors import IPTError
+from ipt_ms.errors import IPTError, sanitize
 from ipt_ms.eval.sets import EvalSet
 from ipt_ms.fileio import atomic_output
 from ipt_ms.metrics import SSIM_WINDOW, default_shave, mean_score, psnr, quantize, ssim
@@ -143,16 +143,20 @@ def is_task_name(task: str) -> bool:
 _GENERIC_STEM = re.compile(r"^(model|weights|checkpoint|step_\d+|best_.+)$")
 
 
-def weights_name(path: os.PathLike | str) -> str:
+def weights_name(path: os.PathLike | str, printable: bool = True) -> str:
     """How reports name weights: the file name, with its run folder when the name alone says
-    nothing (`model.ckpt`, `step_000000300.ckpt`, `best_sr_x2.ckpt` -> `tiny_finetune/model.ckpt`)."""
+    nothing (`model.ckpt`, `step_000000300.ckpt`, `best_sr_x2.ckpt` -> `tiny_finetune/model.ckpt`).
+    `printable`: control characters escaped (`ipt_ms.errors.sanitize`), as tables and titles
+    print it; else as the file system spells it."""
     path = Path(path)
     if not _GENERIC_STEM.match(path.stem):
-        return path.name
-    folder = path.resolve().parent
-    if folder.name == "checkpoints":
-        folder = folder.parent
-    return f"{folder.name}/{path.name}" if folder.name else path.name
+        name = path.name
+    else:
+        folder = path.resolve().parent
+        if folder.name == "checkpoints":
+            folder = folder.parent
+        name = f"{folder.name}/{path.name}" if folder.name else path.name
+    return sanitize(name) if printable else name
 
 
 class ResultsLog:

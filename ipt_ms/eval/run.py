@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ipt_ms.convert.weights import check_regular_file
-from ipt_ms.errors import IPTError, ToleranceExceededError
+from ipt_ms.errors import CONTROL_CHARACTER, IPTError, ToleranceExceededError
 from ipt_ms.eval.engine import (
     EvalSettings,
     Runner,
@@ -50,6 +50,7 @@ class EvalRequest:
     shave: int | None = None
     ssim: bool = True
     allow_mixed_modes: bool = False
+    allow_unfinished_synth: bool = False
     out: str | None = None
     save_images: bool = False
     restart: bool = False
@@ -82,7 +83,8 @@ class EvalRequest:
         task = parse_task(task_name)
         names = self.sets or default_sets(task)
         return load_sets(self.data, names, task, seed=self.seed, clip=self.clip, lr=self.lr, limit=self.limit,
-                         allow_mixed_modes=self.allow_mixed_modes)
+                         allow_mixed_modes=self.allow_mixed_modes,
+                         allow_unfinished_synth=self.allow_unfinished_synth)
 
     def runner(self, framework: str, weights: str | None = None) -> Runner:
         return create_runner(framework, weights or self.weights, self.task, batch_size=self.batch_size,
@@ -95,7 +97,8 @@ class EvalRequest:
         `model.ckpt` apart."""
         ensemble = "-x8" if self.self_ensemble else ""
         digest = "+".join(dict.fromkeys(r.weights_id[:8] for r in runners))
-        name = Path(weights_name(self.weights)).with_suffix("").as_posix().replace("/", "-")
+        name = Path(weights_name(self.weights, printable=False)).with_suffix("").as_posix().replace("/", "-")
+        name = CONTROL_CHARACTER.sub("_", name)  # a newline or ESC in the weights' name stays out of the folder's
         return Path("eval-results") / f"{name}-{digest}-{runners[0].task}-{what}-{self.protocol}{ensemble}"
 
 

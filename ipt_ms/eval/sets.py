@@ -14,6 +14,9 @@ single tile runs, every selected file's header is read, then every file is decod
   The one exception is the case the official loader was written for: 8-bit grayscale
   images inside an 8-bit RGB set are read as three equal channels (a warning names them).
   ``allow_mixed_modes`` turns the check off (every image is then read as 8-bit RGB);
+* a set that `ipt-ms synth` did not finish (no synth.json beside what only synth makes, or
+  images its synth.json does not list; `ipt_ms.data.synth.unfinished_synth_set`), unless
+  ``allow_unfinished_synth``;
 * a missing LR scale folder (``LR_bicubic/X<s>``): by default the official LR files are
   required (``lr="files"``); ``lr="generate"`` makes them with MATLAB-exact bicubic.
 """
@@ -29,11 +32,14 @@ from pathlib import Path
 from ipt_ms.data.folders import BENCHMARK_SETS, PairDataset, benchmark
 from ipt_ms.data.imageio import image_header, read_image
 from ipt_ms.errors import IPTError
+from ipt_ms.fileio import check_name_part
 from ipt_ms.tasks import Task
 
-__all__ = ["EvalSet", "check_set", "default_sets", "file_mode", "load_sets"]
+__all__ = ["EvalSet", "check_set", "check_synth_set", "default_sets", "file_mode", "load_sets"]
 
 log = logging.getLogger("ipt_ms.eval")
+#: the option that scores a set ipt-ms synth did not finish anyway (`check_synth_set`)
+ALLOW_UNFINISHED_SYNTH = "--allow-unfinished-synth"
 
 @dataclass
 class EvalSet:
@@ -76,6 +82,8 @@ def check_set(set_name: str, dataset: PairDataset, allow_mixed_modes: bool = Fal
     """Validate sizes and modes of every file of `dataset` (rules in the module docstring), then
     decode every file once, so a truncated image stops the run before any model does."""
     scale = int(dataset.scale)
+    for entry in dataset.entries:  # names become rows of the reports and, with --save-images, file names
+        check_name_part(entry.name, entry.gt, f"{set_name}: the name of")
     headers = {}
     for entry in dataset.entries:
         for path in (entry.gt, entry.lq):
@@ -108,8 +116,22 @@ def _check_modes(set_name: str, dataset: PairDataset, headers: dict) -> None:
                         set_name, entry.gt, gt_mode)
 
 
+def check_synth_set(set_name: str, dataset: PairDataset) -> None:
+    """Refuse a set that `ipt-ms synth` did not finish (rules in
+    `ipt_ms.data.synth.unfinished_synth_set`): scoring it would report numbers on a part of
+    the images, or on images of another run."""
+    from ipt_ms.data.synth import unfinished_synth_set
+
+    files = [Path(p) for e in dataset.entries for p in (e.gt, e.lq) if p is not None]
+    problem = unfinished_synth_set(files)
+    if problem:
+        raise IPTError(f"{set_name}: {problem}; remove it and run ipt-ms synth again (eval and parity-bench "
+                       f"score it as it is with {ALLOW_UNFINISHED_SYNTH})")
+
+
 def load_sets(data_dir: os.PathLike | str, names: list[str], task: Task, *, seed: int = 0, clip: bool = True,
-              lr: str = "files", limit: int | None = None, allow_mixed_modes: bool = False) -> list[EvalSet]:
+              lr: str = "files", limit: int | None = None, allow_mixed_modes: bool = False,
+              allow_unfinished_synth: bool = False) -> list[EvalSet]:
     """Locate, cut (`limit` first images) and validate every named set; nothing runs yet."""
     if not names:
         raise IPTError(f"no benchmark sets given for task {task.name}")
@@ -124,6 +146,8 @@ def load_sets(data_dir: os.PathLike | str, names: list[str], task: Task, *, seed
         dataset = benchmark(data_dir, name, task, seed=seed, clip=clip, lr=lr)
         if limit is not None and limit < len(dataset):
             dataset = dataset.subset(dataset.names[:limit])
+        if not allow_unfinished_synth:
+            check_synth_set(name, dataset)
         check_set(name, dataset, allow_mixed_modes)
         sets.append(EvalSet(name, dataset))
     return sets

@@ -47,6 +47,7 @@ RESUME_ADJUSTABLE_KEYS = (
     "val.data",
     "val.sets",
     "val.crop",
+    "val.crops",
     "val.limit",
     "val.protocol",
     "val.best",
@@ -198,7 +199,11 @@ class ValConfig:
     data: Optional[str] = option(None, help="benchmark-layout folder, as `ipt-ms eval --data`")
     sets: Optional[list[str]] = option(None, help="set names in `data` (default: the task's standard sets)")
     holdout: int = option(0, min=0, help="with no `data`: training images held out and degraded per task")
-    crop: Optional[int] = option(192, min=8, help="held-out images: centre crop of this many pixels per side")
+    crop: Optional[int] = option(192, min=8, help="held-out images: crops of this many pixels per side (null: "
+                                                  "the whole image)")
+    crops: int = option(4, min=1, max=64, help="held-out images: crops per image, the centre one and positions "
+                                               "drawn with train.seed (the same at every validation); their "
+                                               "scores are averaged")
     limit: Optional[int] = option(None, min=1, help="first N images of each set")
     protocol: str = option("official", choices=tuple(PROTOCOLS), help="tiling (`ipt_ms.tiling`)")
     ssim: bool = True

@@ -394,7 +394,7 @@ class Trainer:
                           "time": time.time()}
                 if self.amp != "O0":
                     record["loss_scale"] = scale
-                for cb in self.callbacks:
+                for cb in self._sinks + self.callbacks:  # sinks too: metrics.jsonl keeps every step's loss
                     cb.on_step_end(self, record)
                 if main and (state.global_step % cfg.output.log_every == 0 or state.global_step == total_steps):
                     for sink in self._sinks:

@@ -10,6 +10,9 @@ from typing import Any
 
 from ipt_ms.fileio import atomic_output, save_figure
 
+#: key of a logged record holding ``[step, task, loss]`` of every step since the previous logged one
+STEP_LOSSES = "step_losses"
+
 
 class MetricsLog:
     """Append-only JSONL writer, flushed per line so a killed run keeps what it logged.
@@ -68,9 +71,30 @@ def _moving_average(values: list[float], window: int) -> list[float]:
     return out
 
 
+def step_losses(records: list[dict[str, Any]]) -> dict[str, tuple[list[int], list[float]]]:
+    """Per task, (steps, losses) of every training step the logged records cover, in step
+    order: their ``step_losses`` (`STEP_LOSSES`), or the logged step alone in a log of an
+    earlier version. Non-finite losses (a skipped step) are left out."""
+    by_task: dict[str, dict[int, float]] = {}
+    for r in records:
+        if "loss" not in r or "task" not in r:
+            continue
+        entries = r.get(STEP_LOSSES)
+        if not isinstance(entries, list):
+            entries = [[r.get("step", 0), r["task"], r["loss"]]]
+        for entry in entries:
+            if not (isinstance(entry, list) and len(entry) == 3):
+                continue
+            step, task, loss = entry
+            if isinstance(loss, (int, float)) and math.isfinite(loss) and isinstance(step, int):
+                by_task.setdefault(str(task), {})[step] = float(loss)
+    return {task: (sorted(steps), [steps[s] for s in sorted(steps)]) for task, steps in by_task.items()}
+
+
 def plot_loss_curves(metrics_path: str | os.PathLike, out_path: str | os.PathLike) -> Path | None:
-    """One panel per task: total loss per logged step and its moving average, and (when
-    the run validated) one panel per task of validation PSNR-Y against its baseline (PNG).
+    """One panel per task: the raw loss of every step (light) under its moving average,
+    and (when the run validated) one panel per task of validation PSNR-Y against its
+    baseline (PNG).
 
     Returns None when there is nothing to plot or matplotlib is missing.
     """
@@ -84,7 +108,8 @@ def plot_loss_curves(metrics_path: str | os.PathLike, out_path: str | os.PathLik
     everything = read_metrics(metrics_path)
     records = [r for r in everything if "loss" in r and math.isfinite(r["loss"])]
     vals = [r for r in everything if r.get("kind") == "val"]
-    tasks = list(dict.fromkeys(r["task"] for r in records))
+    per_step = step_losses(everything)
+    tasks = list(per_step)
     if not tasks:
         return None
     val_tasks = list(dict.fromkeys(t for r in vals for t in r["tasks"]))
@@ -94,10 +119,10 @@ def plot_loss_curves(metrics_path: str | os.PathLike, out_path: str | os.PathLik
     fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
     for ax, task in zip(axes.flat, tasks):
         mine = [r for r in records if r["task"] == task]
-        steps = [r["step"] for r in mine]
-        losses = [r["loss"] for r in mine]
-        ax.plot(steps, losses, lw=0.6, alpha=0.35, color="C0", label="loss")
-        ax.plot(steps, _moving_average(losses, max(1, len(losses) // 20)), lw=1.5, color="C0", label="moving avg")
+        steps, losses = per_step[task]
+        ax.plot(steps, losses, lw=0.6, alpha=0.35, color="C0", label="loss (every step)")
+        window = max(1, len(losses) // 20)
+        ax.plot(steps, _moving_average(losses, window), lw=1.5, color="C0", label=f"moving avg ({window} steps)")
         if any(r.get("contrastive", 0.0) for r in mine):
             ax.plot(steps, [r["l1"] for r in mine], lw=0.8, color="C1", alpha=0.7, label="L1")
         ax.set_title(task)

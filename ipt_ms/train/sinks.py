@@ -1,7 +1,8 @@
 """Where a run's numbers go (rank 0): metrics.jsonl, TensorBoard event files, train.log.
 
 * `JsonlSink`: one JSON object per logged step (and one per validation, with
-  ``"kind": "val"``) in metrics.jsonl; lines after the resumed step are dropped first.
+  ``"kind": "val"``) in metrics.jsonl, with the loss of every step since the previous
+  logged one; lines after the resumed step are dropped first.
 * `TensorBoardSink`: event files written by tensorboardX into the run directory, so
   ``tensorboard --logdir runs/`` shows every run: train/loss, l1, contrastive, lr,
   grad_norm, pairs_per_s (and loss_scale with mixed precision); val/<task>/psnr_y,
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ipt_ms.train.callbacks import Callback
-from ipt_ms.train.metrics import MetricsLog
+from ipt_ms.train.metrics import STEP_LOSSES, MetricsLog
 
 if TYPE_CHECKING:
     from ipt_ms.train.callbacks import TrainerView
@@ -48,18 +49,27 @@ def step_line(record: dict[str, Any]) -> str:
 
 
 class JsonlSink(Callback):
-    """metrics.jsonl: the machine-readable log (`ipt_ms.train.metrics.read_metrics`)."""
+    """metrics.jsonl: the machine-readable log (`ipt_ms.train.metrics.read_metrics`).
+
+    A logged step's record also carries ``step_losses``: ``[step, task, loss]`` of every
+    step since the previous logged one (this one included), so the loss plot shows each
+    step's raw loss, not one sample per `output.log_every` steps."""
 
     def __init__(self, run_dir: Path, resumed_step: int):
         self.log = MetricsLog(run_dir / METRICS_FILE)
         self.log.truncate_after(resumed_step)
+        self._steps: list[list] = []
 
     @property
     def path(self) -> Path:
         return self.log.path
 
+    def on_step_end(self, trainer: TrainerView, record: dict[str, Any]) -> None:
+        self._steps.append([record["step"], record["task"], record["loss"]])
+
     def on_log(self, trainer: TrainerView, record: dict[str, Any]) -> None:
-        self.log.write(record)
+        self.log.write({**record, STEP_LOSSES: self._steps or [[record["step"], record["task"], record["loss"]]]})
+        self._steps = []
 
     def on_validation(self, trainer: TrainerView, report: ValidationReport) -> None:
         self.log.write({"kind": "val", "step": report.step, "time": time.time(), "tasks": report.as_dict()})

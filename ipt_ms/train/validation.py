@@ -12,8 +12,11 @@ The images come from either
 * ``val.data``: a benchmark-layout folder read by `ipt_ms.eval.sets.load_sets` (Set5,
   CBSD68, Rain100L, ... with seeded noise), ``val.sets`` naming the sets; or
 * ``val.holdout``: that many training images (or pairs), picked with the run's seed and
-  removed from training, centre-cropped to ``val.crop`` px and degraded per task by
-  `ipt_ms.data.degrade.Degrader` with (seed, name)-seeded draws.
+  removed from training, cut into ``val.crops`` crops of ``val.crop`` px (the centre one,
+  then positions drawn with the run's seed and the image's name, the same at every
+  validation and on resume) and degraded per task by `ipt_ms.data.degrade.Degrader` with
+  (seed, name)-seeded draws. The scores of all crops are averaged: one crop of a photo
+  is too few pixels to tell two checkpoints apart (the best weights would follow noise).
 
 The best PSNR-Y per task and its step live in the training checkpoint, so a resumed run
 keeps comparing against them; each new best is written atomically to
@@ -58,6 +61,7 @@ class TaskResult:
     baseline_ssim: float | None
     baseline: str  # "bicubic" or "input"
     images: int
+    crops: int  # scored pairs: `val.crops` per held-out image, one per benchmark image
     best_psnr: float
     best_step: int
     improved: bool = False
@@ -75,7 +79,8 @@ class ValidationReport:
 
     def as_dict(self) -> dict:
         return {task: {"psnr_y": r.psnr, "ssim_y": r.ssim, "baseline": r.baseline, "baseline_psnr_y": r.baseline_psnr,
-                       "baseline_ssim_y": r.baseline_ssim, "images": r.images, "best_psnr_y": r.best_psnr,
+                       "baseline_ssim_y": r.baseline_ssim, "images": r.images, "crops": r.crops,
+                       "best_psnr_y": r.best_psnr,
                        "best_step": r.best_step} for task, r in self.tasks.items()}
 
     def lines(self) -> list[str]:
@@ -83,7 +88,8 @@ class ValidationReport:
         for task, r in self.tasks.items():
             ssim = f" SSIM-Y {r.ssim:.4f}" if r.ssim is not None else ""
             base_ssim = f" / {r.baseline_ssim:.4f}" if r.baseline_ssim is not None else ""
-            out.append(f"{task} PSNR-Y {r.psnr:.2f} dB{ssim} on {r.images} image(s); {r.baseline} "
+            crops = f" ({r.crops} crops)" if r.crops != r.images else ""
+            out.append(f"{task} PSNR-Y {r.psnr:.2f} dB{ssim} on {r.images} image(s){crops}; {r.baseline} "
                        f"{r.baseline_psnr:.2f} dB{base_ssim} ({r.gain:+.2f} dB); best {r.best_psnr:.2f} dB at step "
                        f"{r.best_step}" + (" (new best)" if r.improved else ""))
         return out
@@ -122,27 +128,57 @@ def _crop_side(size: int, crop: int | None, scale: int) -> int:
     return side - side % scale
 
 
+def _extra_corners(height: int, width: int, h: int, w: int, count: int, seed: int, name: str) -> list[tuple[int, int]]:
+    """Up to `count` distinct top-left corners of h x w crops inside a height x width grid,
+    other than the centre one, drawn with (seed, name): the same at every call."""
+    from ipt_ms.data.seeding import rng_from
+
+    centre = ((height - h) // 2, (width - w) // 2)
+    spots = (height - h + 1) * (width - w + 1) - 1
+    rng = rng_from(seed, "val-crops", name)
+    corners: list[tuple[int, int]] = []
+    for _ in range(20 * count):
+        if len(corners) >= min(count, spots):
+            break
+        corner = (int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)))
+        if corner != centre and corner not in corners:
+            corners.append(corner)
+    return corners
+
+
 def holdout_pairs(held, task: Task, cfg: TrainConfig) -> list[Pair]:
-    """Validation pairs of one task from held-out training images or pairs."""
+    """Validation pairs of one task from held-out training images or pairs: the centre
+    crop of every image first (the strips show those), then the other `val.crops - 1` crops
+    of each image (named ``<name>@<top>,<left>``, in target pixels)."""
     from ipt_ms.data.degrade import Degrader
     from ipt_ms.data.folders import PairDataset
     from ipt_ms.data.imageio import read_image
 
-    crop, s = cfg.val.crop, task.scale
-    pairs = []
+    crop, s, seed, extra = cfg.val.crop, task.scale, cfg.train.seed, cfg.val.crops - 1
+    centres, others = [], []
     if isinstance(held, PairDataset):
         for pair in held:
             h = _crop_side(pair.gt.shape[0], crop, s) // s
             w = _crop_side(pair.gt.shape[1], crop, s) // s
-            pairs.append(Pair(_centre(pair.lq, h, w), _centre(pair.gt, h * s, w * s), pair.name))
-        return pairs
+            centres.append(Pair(_centre(pair.lq, h, w), _centre(pair.gt, h * s, w * s), pair.name))
+            lq_h, lq_w = min(pair.lq.shape[0], pair.gt.shape[0] // s), min(pair.lq.shape[1], pair.gt.shape[1] // s)
+            for top, left in _extra_corners(lq_h, lq_w, h, w, extra, seed, pair.name):
+                others.append(Pair(np.ascontiguousarray(pair.lq[top:top + h, left:left + w]),
+                                   np.ascontiguousarray(pair.gt[top * s:(top + h) * s, left * s:(left + w) * s]),
+                                   f"{pair.name}@{top * s},{left * s}"))
+        return centres + others
     degrader = Degrader(task, clip=cfg.data.clip_noise, rain=cfg.data.rain_preset)
     for path in held:
-        clean = read_image(path)
-        clean = _centre(clean, _crop_side(clean.shape[0], crop, s), _crop_side(clean.shape[1], crop, s))
-        lq, gt = degrader(clean, cfg.train.seed, Path(path).stem)
-        pairs.append(Pair(lq, gt, Path(path).stem))
-    return pairs
+        clean, name = read_image(path), Path(path).stem
+        h, w = _crop_side(clean.shape[0], crop, s), _crop_side(clean.shape[1], crop, s)
+        lq, gt = degrader(_centre(clean, h, w), seed, name)
+        centres.append(Pair(lq, gt, name))
+        # corners on the scale's grid, so an SR crop's low-resolution image lines up with it
+        for top, left in _extra_corners(clean.shape[0] // s, clean.shape[1] // s, h // s, w // s, extra, seed, name):
+            part = f"{name}@{top * s},{left * s}"
+            lq, gt = degrader(np.ascontiguousarray(clean[top * s:top * s + h, left * s:left * s + w]), seed, part)
+            others.append(Pair(lq, gt, part))
+    return centres + others
 
 
 def benchmark_pairs(cfg: TrainConfig, task: Task) -> list[Pair]:
@@ -162,8 +198,10 @@ def benchmark_pairs(cfg: TrainConfig, task: Task) -> list[Pair]:
 class Validator:
     """Scores the network on fixed validation pairs per task; tracks the best per task."""
 
-    def __init__(self, cfg: TrainConfig, spec: IPTSpec, pairs: dict[str, list[Pair]], run_dir: Path):
+    def __init__(self, cfg: TrainConfig, spec: IPTSpec, pairs: dict[str, list[Pair]], run_dir: Path,
+                 images: int | None = None):
         self.cfg, self.spec, self.pairs = cfg, spec, pairs
+        self.images = images  # held-out images the pairs are crops of (None: one pair per image)
         self.run_dir = run_dir
         self.best: dict[str, dict] = {}  # task -> {"psnr", "step"}: in the training checkpoint
         self._baselines: dict[str, list[dict]] = {}
@@ -176,7 +214,7 @@ class Validator:
             pairs[task_name] = holdout_pairs(held, task, cfg) if held is not None else benchmark_pairs(cfg, task)
             if not pairs[task_name]:
                 raise ConfigError(f"val: no validation images for {task_name}")
-        return cls(cfg, spec, pairs, run_dir)
+        return cls(cfg, spec, pairs, run_dir, images=len(held) if held is not None else None)
 
     def _settings(self, task: str):
         from ipt_ms.eval.engine import EvalSettings
@@ -240,7 +278,8 @@ class Validator:
             report.tasks[task_name] = TaskResult(
                 psnr=psnr, ssim=mean_score([s["ssim"] for s in scores]),
                 baseline_psnr=mean_score([b["psnr"] for b in base]),
-                baseline_ssim=mean_score([b["ssim"] for b in base]), baseline=baseline_name(task), images=len(pairs),
+                baseline_ssim=mean_score([b["ssim"] for b in base]), baseline=baseline_name(task),
+                images=self.images or len(pairs), crops=len(pairs),
                 best_psnr=self.best[task_name]["psnr"], best_step=self.best[task_name]["step"], improved=improved,
                 strips=strips)
         return report

@@ -153,3 +153,87 @@ def test_synth_interrupted_leaves_no_half_made_set(tmp_path):
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out" / "synth.json").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
+
+
+# ------------------------------------------------------------------------------ eval on synth sets (item 9)
+def _eval(tmp_path, weights, task, *extra):
+    return run_cli("eval", "--weights", weights, "--task", task, "--data", "data", "--sets", "Photos", "--device",
+                   "CPU", "--compile-cache", "off", "-q", *extra, cwd=tmp_path, timeout=300)
+
+
+@pytest.fixture
+def synth_set(tmp_path, photos):
+    """data/Photos: a complete synth set of the three photos (sr_x2, denoise_30)."""
+    proc = _synth(tmp_path, "photos", "data/Photos", "--tasks", "sr_x2,denoise_30")
+    assert proc.returncode == 0, proc.stderr
+    return tmp_path / "data" / "Photos"
+
+
+@pytest.mark.parametrize("task", ["sr_x2", "denoise_30"])
+def test_eval_refuses_a_synth_set_left_without_its_record(tmp_path, synth_set, tiny_ckpt, task):
+    """What an interrupted synth of an earlier version left (it wrote into OUT directly): the
+    first images, no synth.json. Eval scored 32 of 200 images silently."""
+    (synth_set / "synth.json").unlink()
+    for path in [synth_set / "HR/p2.png", synth_set / "LR_bicubic/X2/p2x2.png", synth_set / "denoise_30/p2.png"]:
+        path.unlink()
+    before = Snapshot.take(tmp_path, dirs=True)
+    proc = _eval(tmp_path, tiny_ckpt, task)
+    assert_one_line_error(proc, "Photos", "no synth.json", "did not finish", "--allow-unfinished-synth")
+    before.assert_same(Snapshot.take(tmp_path, dirs=True))
+    anyway = _eval(tmp_path, tiny_ckpt, task, "--allow-unfinished-synth", "-o", "res")
+    assert anyway.returncode == 0, anyway.stderr
+    rows = [json.loads(line) for line in (tmp_path / "res" / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["name"] for r in rows if "name" in r) == ["p0", "p1"], rows
+
+
+def test_eval_refuses_stale_pairs_that_synth_json_does_not_list(tmp_path, synth_set, tiny_ckpt):
+    """An earlier synth's --overwrite with fewer photos wrote over the set and left the pairs
+    of the photo gone from SRC: synth.json lists the new images only."""
+    manifest = json.loads((synth_set / "synth.json").read_text())
+    manifest["images"] = ["p0", "p1"]
+    (synth_set / "synth.json").write_text(json.dumps(manifest))
+    before = Snapshot.take(tmp_path, dirs=True)
+    proc = _eval(tmp_path, tiny_ckpt, "sr_x2")
+    assert_one_line_error(proc, "Photos/HR/p2.png", "synth.json", "earlier synth")
+    before.assert_same(Snapshot.take(tmp_path, dirs=True))
+
+
+def test_eval_refuses_a_damaged_synth_record(tmp_path, synth_set, tiny_ckpt):
+    (synth_set / "synth.json").write_text('{"images": ["p0", "p1", "p2"')
+    proc = _eval(tmp_path, tiny_ckpt, "denoise_30")
+    assert_one_line_error(proc, "synth.json", "damaged")
+
+
+def test_eval_refuses_a_synth_staging_folder(tmp_path, synth_set, tiny_ckpt):
+    """A killed synth's hidden staging folder, named directly."""
+    staging = tmp_path / "data" / ".Photos.partial-999999-0123abcd"
+    os.rename(synth_set, staging)
+    (staging / "synth.json").unlink()
+    proc = run_cli("eval", "--weights", tiny_ckpt, "--task", "sr_x2", "--data", staging, "--device", "CPU",
+                   "--compile-cache", "off", "-q", cwd=tmp_path, timeout=300)
+    assert_one_line_error(proc, ".Photos.partial-999999-0123abcd", "did not finish")
+
+
+def test_eval_scores_a_hand_made_benchmark_folder(tmp_path, tiny_ckpt):
+    """Set5 layout made by hand (HR + LR_bicubic/X2, no synth at all): never taken for a half-made set."""
+    from PIL import Image
+
+    lr_dir = tmp_path / "data" / "Photos" / "LR_bicubic" / "X2"
+    lr_dir.mkdir(parents=True)
+    for i in range(2):
+        hr = crafted.write_png(tmp_path / "data" / "Photos" / "HR" / f"h{i}.png", crafted.photo(48, 48, seed=i))
+        Image.open(hr).resize((24, 24), Image.BICUBIC).save(lr_dir / f"h{i}x2.png")
+    proc = _eval(tmp_path, tiny_ckpt, "sr_x2", "-o", "res")
+    assert proc.returncode == 0, proc.stderr
+    clean = _eval(tmp_path, tiny_ckpt, "denoise_30", "-o", "res_dn")
+    assert clean.returncode == 0, clean.stderr
+
+
+def test_eval_after_synth_overwrite_with_fewer_photos_scores_only_those(tmp_path, synth_set, photos, tiny_ckpt):
+    (photos / "p2.png").unlink()
+    proc = _synth(tmp_path, "photos", "data/Photos", "--tasks", "sr_x2,denoise_30", "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    scored = _eval(tmp_path, tiny_ckpt, "sr_x2", "-o", "res")
+    assert scored.returncode == 0, scored.stderr
+    rows = [json.loads(line) for line in (tmp_path / "res" / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["name"] for r in rows if "name" in r) == ["p0", "p1"], rows

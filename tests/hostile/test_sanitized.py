@@ -3,23 +3,30 @@
 Keys, task names and paths holding ESC or a newline are echoed escaped in the one-line
 error; a task name with a newline never becomes part of a file name; hidden temporary
 files of a killed writer are removed by the next command writing in that folder; Ctrl-C
-while the graph compiles prints one line.
+while the graph compiles prints one line. An input file whose name holds a control character
+(restore, synth, eval) is refused before anything is written, since its name would become
+part of an output's; paths echoed on stdout are escaped too.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.hostile import crafted
 from tests.hostile.conftest import ROOT, Snapshot, assert_one_line_error, run_cli
 
 ESC = "\x1b[31m"
+# what must never reach a terminal or a file name raw (an oracle independent of ipt_ms.errors)
+CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def _no_raw_controls(text: str) -> None:
@@ -110,3 +117,77 @@ def test_ctrl_c_while_compiling_prints_one_line(tmp_path, tiny_ckpt):
     assert proc.returncode == 130, err
     assert len(lines) == 1 and "interrupted by SIGINT" in lines[0], err
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+# ------------------------------------------------------------------------------ names from input files
+@pytest.mark.parametrize("name", ["astro\nnaut.png", f"es{ESC}c.png", "rev\u202egnp.png", "csi\x9bm.png"],
+                         ids=["newline", "esc", "bidi_override", "c1_csi"])
+def test_restore_refuses_an_input_whose_name_would_put_a_control_character_in_an_output_name(tmp_path, tiny_ckpt,
+                                                                                             name):
+    crafted.write_png(tmp_path / "fine.png", crafted.photo())
+    crafted.write_png(tmp_path / name, crafted.photo(seed=1))
+    before = Snapshot.take(tmp_path, dirs=True)
+    proc = run_cli("restore", "--weights", tiny_ckpt, "fine.png", name, "-o", "out", "-q", cwd=tmp_path, timeout=120)
+    line = assert_one_line_error(proc, "control character", "rename the file")
+    assert not CONTROL_CHARACTER.search(line), repr(line)
+    before.assert_same(Snapshot.take(tmp_path, dirs=True))  # no output folder, no file of any name
+
+
+def test_restore_prints_a_folder_with_escapes_escaped(tmp_path, tiny_ckpt):
+    folder = tmp_path / f"in{ESC}put"
+    crafted.write_png(folder / "a.png", crafted.photo())
+    proc = run_cli("restore", "--weights", tiny_ckpt, folder / "a.png", "-o", f"out{ESC}", cwd=tmp_path, timeout=300,
+                   env={"IPT_MS_PROGRESS": "0"})
+    assert proc.returncode == 0, proc.stderr
+    _no_raw_controls(proc.stdout + proc.stderr)
+    assert "in\\x1b[31mput/a.png -> out\\x1b[31m/a_sr_x2.png" in proc.stdout, proc.stdout
+    assert (tmp_path / f"out{ESC}" / "a_sr_x2.png").is_file()
+
+
+@pytest.mark.parametrize("name", ["rev\u202egnp.png", "csi\x9bm.png"], ids=["bidi_override", "c1_csi"])
+def test_synth_refuses_an_input_whose_name_holds_a_control_character(tmp_path, name):
+    crafted.write_png(tmp_path / "photos" / "fine.png", crafted.photo())
+    crafted.write_png(tmp_path / "photos" / name, crafted.photo(seed=1))
+    before = Snapshot.take(tmp_path, dirs=True)
+    proc = run_cli("synth", "photos", "out", "--tasks", "sr_x2", "-q", cwd=tmp_path, timeout=120)
+    line = assert_one_line_error(proc, "control character", "rename the file")
+    assert not CONTROL_CHARACTER.search(line), repr(line)
+    before.assert_same(Snapshot.take(tmp_path, dirs=True))
+
+
+def test_eval_refuses_a_set_image_whose_name_holds_a_newline(tmp_path, tiny_ckpt):
+    crafted.write_png(tmp_path / "data" / "Mine" / "fine.png", crafted.photo())
+    crafted.write_png(tmp_path / "data" / "Mine" / "bad\nname.png", crafted.photo(seed=1))
+    before = Snapshot.take(tmp_path, dirs=True)
+    proc = run_cli("eval", "--weights", tiny_ckpt, "--task", "denoise_30", "--data", "data", "--sets", "Mine",
+                   "--save-images", "-o", "res", "-q", cwd=tmp_path, timeout=120)
+    line = assert_one_line_error(proc, "Mine", "bad\\nname.png", "control character")
+    assert not CONTROL_CHARACTER.search(line), repr(line)
+    before.assert_same(Snapshot.take(tmp_path, dirs=True))
+
+
+def test_eval_default_output_folder_never_takes_a_control_character_from_the_weights_name(tmp_path, tiny_ckpt):
+    weights = tmp_path / f"ti{ESC}ny\n.ckpt"
+    weights.write_bytes(tiny_ckpt.read_bytes())
+    crafted.write_png(tmp_path / "data" / "Mine" / "a.png", crafted.photo())
+    proc = run_cli("eval", "--weights", weights.name, "--task", "denoise_30", "--data", "data", "--sets", "Mine",
+                   "--device", "CPU", "--compile-cache", "off", "-q", cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    _no_raw_controls(proc.stdout + proc.stderr)
+    folders = [p.name for p in (tmp_path / "eval-results").iterdir()]
+    assert len(folders) == 1 and folders[0].startswith("ti_[31mny_-"), folders
+
+
+def test_a_weights_name_with_escapes_is_printed_escaped(tmp_path):
+    """The seeded-weights warning and `info` echo the weights' path: escaped, as error lines are."""
+    weights = f"w{ESC}.pt"
+    made = run_cli("make-weights", "--preset", "tiny", "--tasks", "sr_x2", "--seed", "0", "-o", weights, "-q",
+                   cwd=tmp_path, timeout=120)
+    assert made.returncode == 0, made.stderr
+    crafted.write_png(tmp_path / "a.png", crafted.photo())
+    restored = run_cli("restore", "--weights", weights, "a.png", "-o", "out", "-q", cwd=tmp_path, timeout=300)
+    info = run_cli("info", weights, cwd=tmp_path, timeout=120)
+    for proc in (restored, info):
+        assert proc.returncode == 0, proc.stderr
+        _no_raw_controls(proc.stdout + proc.stderr)
+    assert "warning: w\\x1b[31m.pt holds seeded random weights" in restored.stderr, restored.stderr
