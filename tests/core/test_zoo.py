@@ -326,8 +326,8 @@ def test_unknown_trainer_entries_are_listed(tmp_path, tiny6_state):
 def test_registry_lists_and_builds():
     import ipt_ms
 
-    assert ipt_ms.list_models() == ["ipt_denoise_30", "ipt_denoise_50", "ipt_derain", "ipt_pretrain", "ipt_sr_x2",
-                                    "ipt_sr_x3", "ipt_sr_x4", "ipt_tiny"]
+    assert ipt_ms.list_models() == ["ipt_denoise_30", "ipt_denoise_50", "ipt_derain", "ipt_pretrain", "ipt_small",
+                                    "ipt_sr_x2", "ipt_sr_x3", "ipt_sr_x4", "ipt_tiny"]
     assert ipt_ms.list_models("ipt_sr_*") == ["ipt_sr_x2", "ipt_sr_x3", "ipt_sr_x4"]
     assert ipt_ms.model_spec("ipt_pretrain") == IPTSpec.pretrain()
     assert ipt_ms.model_spec("ipt_sr_x2").num_parameters() == 115_460_443

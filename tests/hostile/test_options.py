@@ -44,6 +44,7 @@ def test_out_of_range_numeric_option(tmp_path, case):
 
 
 def test_missing_and_unknown_arguments_are_one_line_too(tmp_path):
-    for args, named in ((["restore", "x.png"], "--weights"), (["no-such-command"], "no-such-command"),
-                        (["convert", "a.pt", "b.ckpt", "--bogus"], "--bogus")):
+    cases = ((["restore", "x.png", "-o", "out"], "--weights --model"), (["no-such-command"], "no-such-command"),
+             (["convert", "a.pt", "b.ckpt", "--bogus"], "--bogus"))
+    for args, named in cases:
         assert_one_line_error(run_cli(*args, cwd=tmp_path), named)
