@@ -23,7 +23,7 @@ import numpy as np
 
 from ipt_ms.errors import IPTError
 
-__all__ = ["ShowcaseRow", "showcase", "side_by_side"]
+__all__ = ["ShowcaseRow", "showcase"]
 
 
 @dataclass
@@ -43,28 +43,6 @@ class ShowcaseRow:
         return self.model_psnr - self.baseline_psnr
 
 
-def _labelled(img: np.ndarray, text: str) -> np.ndarray:
-    """`img` with a caption bar above it."""
-    from PIL import Image, ImageDraw
-
-    bar = Image.new("RGB", (img.shape[1], 18), (255, 255, 255))
-    ImageDraw.Draw(bar).text((4, 3), text, fill=(0, 0, 0))
-    return np.concatenate([np.asarray(bar), img], axis=0)
-
-
-def side_by_side(panels: list[tuple[str, np.ndarray]], gap: int = 4) -> np.ndarray:
-    """Equal-height uint8 RGB panels in a row, each captioned, white gaps between."""
-    height = max(p.shape[0] for _, p in panels)
-    row = []
-    for i, (caption, panel) in enumerate(panels):
-        padded = np.full((height, panel.shape[1], 3), 255, np.uint8)
-        padded[:panel.shape[0]] = panel
-        row.append(_labelled(padded, caption))
-        if i < len(panels) - 1:
-            row.append(np.full((height + 18, gap, 3), 255, np.uint8))
-    return np.concatenate(row, axis=1)
-
-
 def showcase(weights: str, out_dir: os.PathLike | str, photo: str = "coffee",
              tasks: tuple[str, ...] = ("denoise_30", "sr_x2", "derain"), crop: int | None = 192,
              overwrite: bool = False) -> list[ShowcaseRow]:
@@ -73,6 +51,7 @@ def showcase(weights: str, out_dir: os.PathLike | str, photo: str = "coffee",
     from ipt_ms.data.imageio import write_image
     from ipt_ms.eval.baseline import baseline_name, baseline_output
     from ipt_ms.eval.photos import HELD_OUT_PHOTOS, sample_photo
+    from ipt_ms.eval.report import strip_image
     from ipt_ms.fileio import check_output_dir
     from ipt_ms.inference import load_model, restore_image
     from ipt_ms.metrics import psnr, quantize, ssim
@@ -98,9 +77,7 @@ def showcase(weights: str, out_dir: os.PathLike | str, photo: str = "coffee",
         label = baseline_name(parsed)
         # an SR input is shown at the output size, as its baseline (bicubic) upscaling
         shown = (f"input x{scale}, {label}", quantize(baseline)) if parsed.kind == "sr" else ("input", degraded)
-        panels = [(caption, np.asarray(img, np.uint8)) for caption, img in
-                  (shown, (Path(weights).stem, restored), ("reference", target))]
-        picture = side_by_side(panels)
+        picture = strip_image([shown, (Path(weights).stem, restored), ("reference", target)])
         if picture.shape[1] < 600:  # small crops: enlarge so the difference is visible on a screen
             picture = np.repeat(np.repeat(picture, 2, axis=0), 2, axis=1)
         path = write_image(out / f"{photo}_{task}_side_by_side.png", picture, overwrite=overwrite)
