@@ -1,12 +1,12 @@
 """YAML configuration files read into typed dataclasses, with errors that name the key.
 
-Define a config as (nested) dataclasses; annotate fields with ordinary types and attach
-limits with `option(...)`:
+Define a config as (nested) plain dataclasses; annotate fields with ordinary types (or the
+stricter `Flag`, `Integer`, `Number` below) and attach limits with `option(...)`:
 
     @dataclass
     class Optim:
-        lr: float = option(5e-5, min=0.0, min_inclusive=False, help="learning rate")
-        betas: tuple[float, float] = (0.9, 0.999)
+        lr: Number = option(5e-5, min=0.0, min_inclusive=False, help="learning rate")
+        betas: tuple[Number, Number] = (0.9, 0.999)
 
     @dataclass
     class Config:
@@ -14,19 +14,15 @@ limits with `option(...)`:
 
     cfg = load_config(Config, "train.yaml", overrides=["optim.lr=1e-4"])
 
-What is checked, each failure raising `ConfigError` with the dotted key:
-
-* unknown keys (with a "did you mean" suggestion), in the file and in overrides;
-* types: bool, int, float, str, `X | None`, `list[X]`, `tuple[X, ...]`, `tuple[X, Y]`,
-  `dict[str, X]`, `Literal[...]` and nested dataclasses. A bool is not accepted as a
-  number nor a number as a bool; an int is accepted for a float. Strings that spell a
-  number are accepted for float fields because YAML 1.1 (PyYAML) reads ``5e-5`` -- no
-  dot -- as a string;
-* ranges and choices given to `option`; NaN and infinity are never numbers here (they
-  would pass any ``> 0`` check);
-* duplicate keys in a YAML mapping (PyYAML would silently keep the last one);
-* a dataclass's own `validate()` method, for rules that involve several fields (raise
-  `ConfigError` from it; `ConfigError.at(key)` helps with the message).
+pydantic v2 does the checking (types, `Literal` choices, ranges, unknown keys); this module
+turns its report into one `ConfigError` line naming the file and the dotted key, such as
+``configs/x.yaml: optim.lr: must be > 0, got 0``, with a "did you mean" for a mistyped key.
+`Flag`, `Integer` and `Number` refuse what pydantic's lax mode would take (1 for true, true
+for 1, "2" for 2, NaN); `Number` takes a string spelling a number because YAML 1.1 (PyYAML)
+reads ``5e-5`` -- no dot -- as a string. By hand, here: duplicate keys in a YAML mapping
+(PyYAML would silently keep the last one), override keys (the error names the override),
+and each dataclass's own `validate()` for rules that involve several fields (raise
+`ConfigError` from it; `ConfigError.at(key)` helps with the message).
 
 Files are read with `yaml.safe_load`. Overrides are ``dotted.key=value`` with the value
 parsed as YAML (``--set data.tasks=[sr_x2,derain]``).
@@ -36,12 +32,23 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar, Union
+from typing import Annotated, Any, TypeVar, Union
+
+from pydantic import (
+    AllowInfNan,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Strict,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    create_model,
+)
 
 from ipt_ms.errors import IPTError
 
@@ -49,6 +56,9 @@ T = TypeVar("T")
 
 __all__ = [
     "ConfigError",
+    "Flag",
+    "Integer",
+    "Number",
     "apply_overrides",
     "config_diff",
     "from_dict",
@@ -71,10 +81,18 @@ class ConfigError(IPTError):
 
 def option(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING,
            min: float | None = None, max: float | None = None, min_inclusive: bool = True,
-           max_inclusive: bool = True, choices: Iterable[Any] | None = None, help: str = "") -> Any:
-    """A dataclass field with validation limits (numbers, or each item of a list of numbers)."""
-    metadata = {"min": min, "max": max, "min_inclusive": min_inclusive, "max_inclusive": max_inclusive,
-                "choices": tuple(choices) if choices is not None else None, "help": help}
+           max_inclusive: bool = True, help: str = "") -> Any:
+    """A dataclass field with limits on its (number) value, which pydantic checks on loading.
+
+    The limits travel in the field's metadata under pydantic's own names (``gt``/``ge``/``lt``/
+    ``le``, ``description``), which pydantic reads from a plain dataclass field. Limits on each
+    item of a list go in the annotation: ``list[Annotated[int, Field(ge=1)]]``.
+    """
+    metadata: dict[str, Any] = {"description": help} if help else {}
+    if min is not None:
+        metadata["ge" if min_inclusive else "gt"] = min
+    if max is not None:
+        metadata["le" if max_inclusive else "lt"] = max
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -203,40 +221,14 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Iterabl
 
 # ------------------------------------------------------------------------------- conversion
 def from_dict(cls: type[T], data: Mapping[str, Any], key: str = "", source: str | None = None) -> T:
-    """Validate `data` against dataclass `cls` and build it (missing keys take defaults)."""
+    """Validate `data` against dataclass `cls` (with pydantic) and build it (missing keys take defaults)."""
     if not isinstance(data, Mapping):
         raise ConfigError.at(key, f"expected a mapping of keys, got {_describe(data)}", source)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    hints = typing.get_type_hints(cls)
-    unknown = [k for k in data if k not in fields]
-    if unknown:
-        name = str(unknown[0])
-        close = difflib.get_close_matches(name, list(fields), n=1)
-        hint = f" (did you mean {_join(key, close[0])!r}?)" if close else ""
-        allowed = ", ".join(fields)
-        raise ConfigError.at(_join(key, name), f"unknown key{hint}; allowed here: {allowed}", source)
-    values = {}
-    for name, value in data.items():
-        f = fields[name]
-        sub = _join(key, name)
-        converted = _convert(hints[name], value, sub, source)
-        _check_limits(f.metadata, converted, sub, source)
-        values[name] = converted
-    for name, f in fields.items():
-        if name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError.at(_join(key, name), "required key is missing", source)
     try:
-        obj = cls(**values)
-    except ConfigError as err:
-        raise ConfigError(f"{source}: {err}" if source else str(err)) from err
-    validate = getattr(obj, "validate", None)
-    if callable(validate):
-        try:
-            validate()
-        except ConfigError as err:
-            prefix = f"{key}." if key else ""
-            message = str(err)
-            raise ConfigError(f"{source + ': ' if source else ''}{prefix}{message}") from err
+        obj = _validator(cls).model_validate({"value": _fill_empty_sections(cls, data, key, source)}).value
+    except ValidationError as err:
+        raise _config_error(err, cls, key, source) from None
+    _run_validate_hooks(obj, key, source)
     return obj
 
 
@@ -319,125 +311,168 @@ def _is_union(tp: Any) -> bool:
     return origin is Union or (hasattr(types, "UnionType") and origin is getattr(types, "UnionType", None))
 
 
-def _convert(tp: Any, value: Any, key: str, source: str | None) -> Any:
-    def fail(expected: str) -> ConfigError:
-        return ConfigError.at(key, f"expected {expected}, got {_describe(value)}", source)
 
-    if tp is Any:
-        return value
-    if _is_union(tp):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(arg, value, key, source)
-            except ConfigError as err:
-                errors.append(err)
-        if len(errors) == 1:
-            raise errors[0]
-        raise fail(" or ".join(_type_name(a) for a in args))
-    origin = typing.get_origin(tp)
-    if origin is typing.Literal:
-        allowed = typing.get_args(tp)
-        if not any(value == a and type(value) is type(a) for a in allowed):
-            raise ConfigError.at(key, f"must be one of {', '.join(repr(a) for a in allowed)}, got {value!r}", source)
-        return value
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        if value is None:
-            return tp()
-        return from_dict(tp, value, key, source)
-    if tp is bool:
-        if isinstance(value, bool):
+
+# ------------------------------------------------------------------------------- pydantic
+def _validator(cls: type) -> type[BaseModel]:
+    """A pydantic model with one field, `value: cls`; nested plain dataclasses take its config."""
+    model = _VALIDATORS.get(cls)
+    if model is None:
+        model = _VALIDATORS[cls] = create_model(f"{cls.__name__}Source", __config__=_PYDANTIC_CONFIG,
+                                                value=(cls, ...))
+    return model
+
+
+_VALIDATORS: dict[type, type[BaseModel]] = {}
+#: unknown keys are refused (on plain dataclasses pydantic calls them unexpected keyword arguments)
+_PYDANTIC_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
+_UNKNOWN_KEY = ("extra_forbidden", "unexpected_keyword_argument")
+
+
+def _fill_empty_sections(cls: type, data: Mapping[str, Any], key: str, source: str | None) -> dict[str, Any]:
+    """`data` with each empty YAML section (``val:`` reads as None) given as {} so it takes the defaults."""
+    hints = _hints(cls)
+    out = {}
+    for name, value in data.items():
+        if not isinstance(name, str):  # YAML `1: x`; pydantic would call it "Keys should be strings" at [1]
+            raise ConfigError.at(_join(key, str(name)), f"unknown key; allowed here: {', '.join(hints)}", source)
+        tp = _strip(hints.get(name)) if isinstance(name, str) else None
+        if _is_section(tp):
+            if isinstance(value, Mapping):
+                value = _fill_empty_sections(tp, value, _join(key, name), source)
+            elif value is None:
+                value = {}
+        out[name] = value
+    return out
+
+
+def _run_validate_hooks(obj: Any, key: str, source: str | None) -> None:
+    """Call each section's `validate()`, innermost first, naming the section in the error.
+
+    Kept by hand rather than as pydantic model validators: these rules span several keys and
+    say which one to change, in words pydantic's "Value error, ..." wrapping would spoil.
+    """
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            _run_validate_hooks(value, _join(key, f.name), source)
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        try:
+            validate()
+        except ConfigError as err:
+            prefix = f"{key}." if key else ""
+            raise ConfigError(f"{source + ': ' if source else ''}{prefix}{err}") from err
+
+
+def _config_error(err: ValidationError, cls: type, key: str, source: str | None) -> ConfigError:
+    """pydantic's (multi-line) report as one `ConfigError` line naming the first bad key."""
+    errors = err.errors(include_url=False)
+    first = next((e for e in errors if e["type"] in _UNKNOWN_KEY), errors[0])
+    loc = tuple(part for part in first["loc"][1:] if part != "[key]")  # [0] is the wrapper's "value"
+    kind, value, ctx = first["type"], first.get("input"), first.get("ctx") or {}
+    parent = _type_at(cls, loc[:-1]) if loc else None
+    if kind in _UNKNOWN_KEY and _is_section(parent):
+        names = list(_hints(parent))
+        close = difflib.get_close_matches(str(loc[-1]), names, n=1)
+        hint = f" (did you mean {_dotted(key, loc[:-1] + (close[0],))!r}?)" if close else ""
+        return ConfigError.at(_dotted(key, loc), f"unknown key{hint}; allowed here: {', '.join(names)}", source)
+    if kind == "missing" and typing.get_origin(parent) is tuple:  # a list too short for a tuple[X, Y]
+        wanted = len(typing.get_args(parent))
+        return ConfigError.at(_dotted(key, loc[:-1]), f"expected a list of {wanted} items, got {len(value)}", source)
+    here = _type_at(cls, loc)
+    if kind == "too_long" and typing.get_origin(here) is tuple:
+        wanted = len(typing.get_args(here))
+        return ConfigError.at(_dotted(key, loc), f"expected a list of {wanted} items, got {len(value)}", source)
+    if kind == "literal_error":
+        allowed = typing.get_args(here) if typing.get_origin(here) is typing.Literal else ()
+        choices = ", ".join(map(repr, allowed)) if allowed else ctx.get("expected", "?")
+        return ConfigError.at(_dotted(key, loc), f"must be one of {choices}, got {value!r}", source)
+    for bound, op in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+        if bound in ctx and kind in _RANGE_ERRORS:
+            return ConfigError.at(_dotted(key, loc), f"must be {op} {_bound(ctx[bound])}, got {value!r}", source)
+    if kind == "finite_number":
+        return ConfigError.at(_dotted(key, loc), f"expected a finite number, got {value!r}", source)
+    if kind == "missing":
+        return ConfigError.at(_dotted(key, loc), "required key is missing", source)
+    expected = next((words for prefix, words in _EXPECTED if kind.startswith(prefix)), None)
+    if expected is None:  # anything else: pydantic's own sentence, kept to its first line
+        expected = first["msg"].splitlines()[0].replace("Input should be ", "")
+    return ConfigError.at(_dotted(key, loc), f"expected {expected}, got {_describe(value)}", source)
+
+
+_RANGE_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
+#: pydantic error types (by prefix) -> what the key wanted, in the words of this project's messages
+_EXPECTED = (("bool", "true or false"), ("int", "an integer"), ("float", "a number"), ("string", "a string"),
+             ("list", "a list"), ("tuple", "a list"), ("dict", "a mapping"), ("dataclass", "a mapping of keys"),
+             ("model", "a mapping of keys"))
+
+
+def _yaml_number(value: Any) -> Any:
+    """PyYAML (YAML 1.1) reads ``5e-5``, with no dot, as a string: take it as the number it spells."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
             return value
-        raise fail("true or false")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise fail("an integer")
-    if tp is float:
-        number = None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = float(value)
-        elif isinstance(value, str):
-            try:
-                number = float(value)
-            except ValueError:
-                raise fail("a number") from None
-        if number is None:
-            raise fail("a number")
-        if not math.isfinite(number):
-            raise ConfigError.at(key, f"expected a finite number, got {value!r}", source)
-        return number
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise fail("a string")
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise fail("a list")
-        args = typing.get_args(tp)
-        if origin is list:
-            item = args[0] if args else Any
-            return [_convert(item, v, f"{key}[{i}]", source) for i, v in enumerate(value)]
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(args[0], v, f"{key}[{i}]", source) for i, v in enumerate(value))
-        if args and len(args) != len(value):
-            raise ConfigError.at(key, f"expected a list of {len(args)} items, got {len(value)}", source)
-        return tuple(_convert(a, v, f"{key}[{i}]", source) for i, (a, v) in enumerate(zip(args, value)))
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise fail("a mapping")
-        kt, vt = typing.get_args(tp) or (Any, Any)
-        return {_convert(kt, k, key, source): _convert(vt, v, _join(key, str(k)), source) for k, v in value.items()}
-    if isinstance(tp, type):
-        if isinstance(value, tp):
-            return value
-        raise fail(_type_name(tp))
     return value
 
 
-def _type_name(tp: Any) -> str:
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
-    if tp in names:
-        return names[tp]
-    origin = typing.get_origin(tp)
-    if origin in (list, tuple):
-        return "a list"
-    if origin is dict or (isinstance(tp, type) and dataclasses.is_dataclass(tp)):
-        return "a mapping"
-    return getattr(tp, "__name__", str(tp))
+#: A number for a config key: an int or float, or a string spelling one (see `_yaml_number`);
+#: never a bool, NaN or infinity (they would pass any ``> 0`` check).
+Number = Annotated[float, BeforeValidator(_yaml_number), Strict(), AllowInfNan(False)]
+#: An integer: not a bool, not 2.5, not the string "2".
+Integer = StrictInt
+#: true or false: not 1, not "yes".
+Flag = StrictBool
 
 
-def _check_limits(metadata: Mapping[str, Any], value: Any, key: str, source: str | None) -> None:
-    if not metadata:
-        return
-    items = value if isinstance(value, (list, tuple)) else [value]
-    for i, item in enumerate(items):
-        where = f"{key}[{i}]" if isinstance(value, (list, tuple)) else key
-        if item is None:
+# ------------------------------------------------------------------------------- type walking
+def _dotted(key: str, loc: tuple[Any, ...]) -> str:
+    for part in loc:
+        key = f"{key}[{part}]" if isinstance(part, int) else _join(key, str(part))
+    return key
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return {f.name: typing.get_type_hints(cls)[f.name] for f in dataclasses.fields(cls) if f.init}
+
+
+def _is_section(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _strip(tp: Any) -> Any:
+    """`tp` without ``Annotated[...]`` and without ``| None``."""
+    while True:
+        if typing.get_origin(tp) is Annotated:
+            tp = typing.get_args(tp)[0]
             continue
-        choices = metadata.get("choices")
-        if choices is not None and item not in choices:
-            raise ConfigError.at(where, f"must be one of {', '.join(map(repr, choices))}, got {item!r}", source)
-        if not isinstance(item, (int, float)) or isinstance(item, bool):
-            continue
-        lo, hi = metadata.get("min"), metadata.get("max")
-        if lo is not None:
-            bad = item < lo if metadata.get("min_inclusive", True) else item <= lo
-            if bad:
-                op = ">=" if metadata.get("min_inclusive", True) else ">"
-                raise ConfigError.at(where, f"must be {op} {_bound(lo)}, got {item!r}", source)
-        if hi is not None:
-            bad = item > hi if metadata.get("max_inclusive", True) else item >= hi
-            if bad:
-                op = "<=" if metadata.get("max_inclusive", True) else "<"
-                raise ConfigError.at(where, f"must be {op} {_bound(hi)}, got {item!r}", source)
+        stripped = _strip_optional(tp)
+        if stripped is tp:
+            return tp
+        tp = stripped
+
+
+def _type_at(cls: type, loc: tuple[Any, ...]) -> Any:
+    """The annotation at `loc` inside dataclass `cls` (None where it cannot be told)."""
+    tp: Any = cls
+    for part in loc:
+        tp = _strip(tp)
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+        if _is_section(tp) and isinstance(part, str):
+            tp = _hints(tp).get(part)
+        elif origin is list and args:
+            tp = args[0]
+        elif origin is tuple and args and isinstance(part, int):
+            tp = args[0] if len(args) == 2 and args[1] is Ellipsis else (args[part] if part < len(args) else None)
+        elif origin is dict and args:
+            tp = args[1]
+        else:
+            return None
+        if tp is None:
+            return None
+    return _strip(tp)
 
 
 def _bound(limit: float) -> str:

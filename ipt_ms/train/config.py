@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
-from ipt_ms.config import ConfigError, config_diff, load_config, option
+from pydantic import Field
+
+from ipt_ms.config import ConfigError, Flag, Integer, Number, config_diff, load_config, option
 from ipt_ms.errors import IPTError
 from ipt_ms.runtime import DEVICE_SPELLINGS
 from ipt_ms.spec import IPTSpec
@@ -59,17 +61,17 @@ class ModelConfig:
     """Architecture (see `ipt_ms.spec.IPTSpec`); one head/tail per task, in this order."""
 
     tasks: list[str] = field(default_factory=lambda: list(PRETRAIN_TASKS))
-    n_feats: int = option(64, min=1)
-    patch_size: int = option(48, min=1)
-    patch_dim: int = option(3, min=1)
-    num_heads: int = option(12, min=1)
-    num_layers: int = option(12, min=1)
-    num_queries: Optional[int] = option(None, min=1, help="default: one per task")
-    dropout_rate: float = option(0.0, min=0.0, max=1.0, max_inclusive=False)
-    no_norm: bool = False
-    no_mlp: bool = False
-    pos_every: bool = False
-    no_pos: bool = False
+    n_feats: Integer = option(64, min=1)
+    patch_size: Integer = option(48, min=1)
+    patch_dim: Integer = option(3, min=1)
+    num_heads: Integer = option(12, min=1)
+    num_layers: Integer = option(12, min=1)
+    num_queries: Optional[Integer] = option(None, min=1, help="default: one per task")
+    dropout_rate: Number = option(0.0, min=0.0, max=1.0, max_inclusive=False)
+    no_norm: Flag = False
+    no_mlp: Flag = False
+    pos_every: Flag = False
+    no_pos: Flag = False
 
     def spec(self) -> IPTSpec:
         tasks = [parse_task(t) for t in self.tasks]
@@ -100,17 +102,17 @@ class DataConfig:
     source: Literal["images", "div2k", "rain", "gopro"] = option(
         "images", help="images: clean photos degraded on the fly; div2k/rain/gopro: stored pairs")
     root: Optional[str] = None
-    batch_size: int = option(256, min=1, help="global batch: split evenly over data-parallel workers")
-    samples_per_epoch: Optional[int] = option(None, min=1, help="default: one pass over the images/pairs")
-    num_workers: int = option(2, min=0, help="0: load in the training process")
-    same_task_across_ranks: bool = True
-    augment: Optional[bool] = option(None, help="flips/rot90; default off for pre-training, on for fine-tuning")
+    batch_size: Integer = option(256, min=1, help="global batch: split evenly over data-parallel workers")
+    samples_per_epoch: Optional[Integer] = option(None, min=1, help="default: one pass over the images/pairs")
+    num_workers: Integer = option(2, min=0, help="0: load in the training process")
+    same_task_across_ranks: Flag = True
+    augment: Optional[Flag] = option(None, help="flips/rot90; default off for pre-training, on for fine-tuning")
     rain_streaks: Optional[str] = None
     rain_preset: str = "light"
     data_range: str = "1-800"
     lr_images: Literal["auto", "files", "generate"] = "auto"
-    clip_noise: bool = True
-    validate_images: bool = True
+    clip_noise: Flag = True
+    validate_images: Flag = True
 
 
 @dataclass
@@ -118,20 +120,24 @@ class LossConfig:
     """L1 + weight * contrastive (Eq. 5 of the paper, or the official code's SupCon)."""
 
     contrastive: Literal["none", "eq5", "supcon"] = "eq5"
-    weight: float = option(0.1, min=0.0)
-    temperature: float = option(0.07, min=0.0, min_inclusive=False)
-    base_temperature: float = option(0.07, min=0.0, min_inclusive=False)
+    weight: Number = option(0.1, min=0.0)
+    temperature: Number = option(0.07, min=0.0, min_inclusive=False)
+    base_temperature: Number = option(0.07, min=0.0, min_inclusive=False)
+
+
+#: an Adam beta: limits on the items of a list go in the annotation (see `ipt_ms.config.option`)
+_Beta = Annotated[Number, Field(ge=0.0, lt=1.0)]
 
 
 @dataclass
 class OptimConfig:
     """Adam with `torch.optim.Adam`'s update rule (`ipt_ms.train.step.Adam`)."""
 
-    lr: float = option(5e-5, min=0.0, min_inclusive=False)
-    betas: tuple[float, float] = option((0.9, 0.999), min=0.0, max=1.0, max_inclusive=False)
-    eps: float = option(1e-8, min=0.0)
-    weight_decay: float = option(0.0, min=0.0)
-    grad_clip_norm: Optional[float] = option(None, min=0.0, min_inclusive=False, help="global norm; null: off")
+    lr: Number = option(5e-5, min=0.0, min_inclusive=False)
+    betas: tuple[_Beta, _Beta] = (0.9, 0.999)
+    eps: Number = option(1e-8, min=0.0)
+    weight_decay: Number = option(0.0, min=0.0)
+    grad_clip_norm: Optional[Number] = option(None, min=0.0, min_inclusive=False, help="global norm; null: off")
 
 
 @dataclass
@@ -140,12 +146,12 @@ class ScheduleConfig:
     step decay by epoch (multistep: lr * gamma ** (number of milestones <= epoch), epochs
     0-based) or cosine decay to `min_lr` at the end of `epochs`."""
 
-    epochs: int = option(300, min=1)
+    epochs: Integer = option(300, min=1)
     kind: Literal["multistep", "cosine"] = "multistep"
-    milestones: list[int] = option(default_factory=lambda: [200], min=1)
-    gamma: float = option(0.4, min=0.0, min_inclusive=False)
-    warmup_steps: int = option(0, min=0, help="optimizer steps of linear warm-up from lr/warmup_steps to lr")
-    min_lr: float = option(0.0, min=0.0, help="cosine: the learning rate at the last step")
+    milestones: list[Annotated[Integer, Field(ge=1)]] = field(default_factory=lambda: [200])
+    gamma: Number = option(0.4, min=0.0, min_inclusive=False)
+    warmup_steps: Integer = option(0, min=0, help="optimizer steps of linear warm-up from lr/warmup_steps to lr")
+    min_lr: Number = option(0.0, min=0.0, help="cosine: the learning rate at the last step")
 
     def validate(self) -> None:
         if list(self.milestones) != sorted(set(self.milestones)):
@@ -159,17 +165,17 @@ class ScheduleConfig:
 class LossScaleConfig:
     """Dynamic loss scaling for mixed precision (GPU/Ascend)."""
 
-    init: float = option(65536.0, min=1.0)
-    factor: float = option(2.0, min=1.0, min_inclusive=False)
-    window: int = option(1000, min=1)
+    init: Number = option(65536.0, min=1.0)
+    factor: Number = option(2.0, min=1.0, min_inclusive=False)
+    window: Integer = option(1000, min=1)
 
 
 @dataclass
 class RuntimeConfig:
     """How and where the run executes."""
 
-    seed: int = option(0, min=0, max=2**32 - 1, help="NumPy and MindSpore take seeds below 2^32")
-    device: str = option("auto", choices=DEVICE_SPELLINGS)
+    seed: Integer = option(0, min=0, max=2**32 - 1, help="NumPy and MindSpore take seeds below 2^32")
+    device: Literal[DEVICE_SPELLINGS] = "auto"
     mode: Literal["graph", "pynative"] = "graph"
     compile_cache: Optional[str] = option(
         None, help="folder for compiled Graph-mode steps kept between runs, or off "
@@ -178,14 +184,14 @@ class RuntimeConfig:
         "auto", help="auto: O2 on GPU/Ascend, float32 (O0) on CPU")
     loss_scale: LossScaleConfig = field(default_factory=LossScaleConfig)
     on_nonfinite: Literal["stop", "skip"] = "stop"
-    max_steps: Optional[int] = option(None, min=1, help="stop after this many steps in total")
-    time_limit_min: Optional[float] = option(None, min=0.0, min_inclusive=False,
+    max_steps: Optional[Integer] = option(None, min=1, help="stop after this many steps in total")
+    time_limit_min: Optional[Number] = option(None, min=0.0, min_inclusive=False,
                                              help="stop (checkpoint, export) after this many minutes; single process")
     init: Optional[str] = option(None, help="weights to start from (.ckpt/.pt/.pth/.safetensors)")
-    allow_data_change: bool = option(False, help="resume although the training images differ from the "
+    allow_data_change: Flag = option(False, help="resume although the training images differ from the "
                                                  "checkpoint's (--allow-data-change)")
-    accumulate: int = option(1, min=1, help="micro-batches per optimizer step (data.batch_size is split into them)")
-    ema_decay: Optional[float] = option(None, min=0.0, max=1.0, max_inclusive=False,
+    accumulate: Integer = option(1, min=1, help="micro-batches per optimizer step (data.batch_size is split into them)")
+    ema_decay: Optional[Number] = option(None, min=0.0, max=1.0, max_inclusive=False,
                                         help="keep an exponential moving average of the weights; "
                                              "validation and export use it")
 
@@ -195,20 +201,20 @@ class ValConfig:
     """Validation during training (`ipt_ms.train.validation`): PSNR-Y / SSIM-Y per task with
     the evaluation code, against the no-model baseline, and the best weights per task."""
 
-    every: Optional[int] = option(None, min=1, help="optimizer steps between validations; null: none")
+    every: Optional[Integer] = option(None, min=1, help="optimizer steps between validations; null: none")
     data: Optional[str] = option(None, help="benchmark-layout folder, as `ipt-ms eval --data`")
     sets: Optional[list[str]] = option(None, help="set names in `data` (default: the task's standard sets)")
-    holdout: int = option(0, min=0, help="with no `data`: training images held out and degraded per task")
-    crop: Optional[int] = option(192, min=8, help="held-out images: crops of this many pixels per side (null: "
+    holdout: Integer = option(0, min=0, help="with no `data`: training images held out and degraded per task")
+    crop: Optional[Integer] = option(192, min=8, help="held-out images: crops of this many pixels per side (null: "
                                                   "the whole image)")
-    crops: int = option(4, min=1, max=64, help="held-out images: crops per image, the centre one and positions "
+    crops: Integer = option(4, min=1, max=64, help="held-out images: crops per image, the centre one and positions "
                                                "drawn with train.seed (the same at every validation); their "
                                                "scores are averaged")
-    limit: Optional[int] = option(None, min=1, help="first N images of each set")
-    protocol: str = option("official", choices=tuple(PROTOCOLS), help="tiling (`ipt_ms.tiling`)")
-    ssim: bool = True
-    strips: int = option(3, min=0, help="input | output | target strips per task logged to TensorBoard")
-    best: bool = option(True, help="keep best_<task>.ckpt, the weights with the highest PSNR-Y so far")
+    limit: Optional[Integer] = option(None, min=1, help="first N images of each set")
+    protocol: Literal[tuple(PROTOCOLS)] = option("official", help="tiling (`ipt_ms.tiling`)")
+    ssim: Flag = True
+    strips: Integer = option(3, min=0, help="input | output | target strips per task logged to TensorBoard")
+    best: Flag = option(True, help="keep best_<task>.ckpt, the weights with the highest PSNR-Y so far")
 
     def validate(self) -> None:
         if self.every is None:
@@ -229,13 +235,13 @@ class OutputConfig:
     """Run directory, logging and checkpoints (rank 0 only)."""
 
     dir: str = "runs/pretrain"
-    log_every: int = option(10, min=1)
-    checkpoint_every: int = option(1000, min=1, help="steps")
-    keep_last: int = option(3, min=1)
-    progress: bool = True
-    plot: bool = True
+    log_every: Integer = option(10, min=1)
+    checkpoint_every: Integer = option(1000, min=1, help="steps")
+    keep_last: Integer = option(3, min=1)
+    progress: Flag = True
+    plot: Flag = True
     export: str = option("model.ckpt", help="final weights file in the run directory (.ckpt/.pt/.safetensors)")
-    tensorboard: bool = option(True, help="TensorBoard event files in the run directory")
+    tensorboard: Flag = option(True, help="TensorBoard event files in the run directory")
 
     def validate(self) -> None:
         from pathlib import PurePath

@@ -87,6 +87,21 @@ def test_numbers_duplicates_and_kind_are_refused(tmp_path, photos, text, key, wo
     before.assert_same(Snapshot.take(tmp_path))
 
 
+@pytest.mark.parametrize("override, key, words", [
+    ("optim.lr=-1", "optim.lr", "must be > 0, got -1"),
+    ("data.batch_size=true", "data.batch_size", "expected an integer"),
+])
+def test_bad_set_override_is_one_line(tmp_path, photos, override, key, words):
+    """pydantic checks `--set` values too; its multi-line report never reaches the user."""
+    cfg = _config(tmp_path)
+    before = Snapshot.take(tmp_path, photos)
+    proc = run_cli("pretrain", "--config", cfg, "--data", photos, "-o", tmp_path / "run", "--set", override,
+                   cwd=tmp_path, timeout=60)
+    assert_one_line_error(proc, key, words, "cfg.yaml")
+    assert "validation error" not in proc.stderr and "pydantic" not in proc.stderr, proc.stderr
+    before.assert_same(Snapshot.take(tmp_path, photos))
+
+
 def test_output_that_is_a_file_or_below_a_file(tmp_path, photos):
     cfg = _config(tmp_path)
     blocker = tmp_path / "taken"

@@ -76,6 +76,18 @@ def test_deblur_config_uses_256_patches_of_8():
     ("train:\n  accumulate: 0\n", "train.accumulate", "must be >= 1"),
     ("val:\n  every: 10\n  data: x\n  holdout: 2\n", "val.holdout", "not both"),
     ("model:\n  n_feats: 8\nmodel:\n  n_feats: 16\n", "'model'", "appears twice"),
+    # pydantic's lax mode would take these; the config's Flag/Integer/Number types do not
+    ("optim:\n  lr: true\n", "optim.lr", "expected a number, got True"),
+    ("data:\n  batch_size: '3'\n", "data.batch_size", "expected an integer, got '3'"),
+    ("output:\n  progress: 'yes'\n", "output.progress", "true or false"),
+    # limits on list items (in the annotation) and on Literal choices built from the project's tables
+    ("schedule:\n  milestones: [0, 3]\n", "schedule.milestones[0]", "must be >= 1, got 0"),
+    ("optim:\n  betas: [0.9]\n", "optim.betas", "expected a list of 2 items, got 1"),
+    ("train:\n  device: tpu\n", "train.device", "must be one of 'auto'"),
+    ("val:\n  protocol: nearest\n", "val.protocol", "must be one of 'official'"),
+    ("1: 2\n", "1", "unknown key"),
+    # an unknown key is named before a bad value beside it
+    ("optim:\n  lr: fast\n  lrr: 1\n", "optim.lrr", "did you mean 'optim.lr'"),
 ])
 def test_bad_config_names_the_key(tmp_path, text, key, words):
     with pytest.raises(ConfigError) as err:
@@ -83,6 +95,12 @@ def test_bad_config_names_the_key(tmp_path, text, key, words):
     message = str(err.value)
     assert key in message and words in message, message
     assert "cfg.yaml" in message
+    assert "\n" not in message and "pydantic" not in message and "Input should" not in message, message
+
+
+def test_empty_section_takes_the_defaults(tmp_path):
+    cfg = load_train_config(str(write(tmp_path, "val:\noptim:\n  lr: 1.0e-4\n")))
+    assert cfg.val.every is None and cfg.optim.lr == 1e-4
 
 
 def test_yaml_exponent_without_dot_is_a_number(tmp_path):
