@@ -39,6 +39,8 @@ def batch_axis(ndim: int) -> int:
 
 def _finish_onnx(model, meta: dict[str, str], output_names: list[str], doc: str):
     """Make every output's batch symbolic, drop traced intermediate shapes, attach metadata."""
+    from onnx import helper
+
     graph = model.graph
     for value in list(graph.input) + list(graph.output):
         if value.name == INPUT_NAME or value.name in output_names:
@@ -48,10 +50,7 @@ def _finish_onnx(model, meta: dict[str, str], output_names: list[str], doc: str)
                 dims[axis].Clear()
                 dims[axis].dim_param = BATCH_AXIS
     del graph.value_info[:]  # shapes traced at batch TRACE_BATCH; ORT re-infers what it needs
-    del model.metadata_props[:]
-    for key, value in meta.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+    helper.set_model_props(model, meta)  # replaces whatever metadata the exporter wrote
     model.doc_string = doc
     return model
 
