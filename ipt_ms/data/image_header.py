@@ -1,12 +1,15 @@
 """Image headers: size and pixel mode without decoding, and the one pixel limit every decoder obeys.
 
-The limit is checked on the header before any pixel is decoded (PNG IHDR, JPEG frame header,
-or Pillow's lazy open for the other formats), so a small file whose header claims a huge
-image (a decompression bomb) is refused in microseconds instead of taking GBs. The PNG IHDR
-and JPEG frame (SOF) readers work on bytes already in memory: `read_image` reads a file once,
-checks the limit on those bytes, and takes the JPEG's precision and component count from the
-frame to choose OpenCV's fast path. Every read error comes out as one `ImageReadError` naming
-the file (`read_errors_named`).
+The limit is checked on the header before any pixel is decoded (PNG IHDR, or Pillow's lazy
+`Image.open`, which reads only the header: a JPEG's markers up to the frame header, a BMP's
+info block...), so a small file whose header claims a huge image (a decompression bomb) is
+refused in microseconds instead of taking GBs. `read_image` reads a file once and opens those
+bytes with Pillow to check the limit and to choose OpenCV's fast path for plain JPEGs. Every
+read error comes out as one `ImageReadError` naming the file (`read_errors_named`).
+
+The PNG IHDR is read by hand because Pillow opens a 16-bit RGB PNG as 8-bit "RGB": the bit
+depth that sends such files to OpenCV (and names the mode in messages) is not in what Pillow
+reports.
 """
 
 from __future__ import annotations
@@ -120,15 +123,12 @@ def image_header(path: os.PathLike | str) -> ImageHeader:
     check_image_file(path)
     with read_errors_named(path):
         with open(path, "rb") as fh:
-            head = fh.read(1 << 16)  # IHDR, or a JPEG frame header after the usual APP segments
+            head = fh.read(26)  # a PNG's signature and IHDR
         png = png_ihdr(head[:26])
         if png is not None:
             height, width, depth, colour = png
             header = ImageHeader(height, width, _png_mode(depth, colour))
-        else:
-            frame = jpeg_frame(head)
-            if frame is not None:
-                check_pixels(path, frame[1], frame[2])
+        else:  # reads the header only: Pillow decodes nothing before `load()`
             with pillow_limits(path), Image.open(path) as im:
                 header = ImageHeader(im.size[1], im.size[0], _PIL_MODES.get(im.mode, im.mode))
     check_pixels(path, header.height, header.width)
@@ -142,37 +142,6 @@ def check_image_file(path: Path) -> None:
         raise ImageReadError(path, "no such file")
     if not path.is_file():
         raise ImageReadError(path, "not a regular file")
-
-
-_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
-
-
-def jpeg_frame(raw: bytes) -> tuple[int, int, int, int] | None:
-    """(precision, height, width, components) from a JPEG's frame header (SOF), or None.
-
-    Walks the marker segments of the first MiB up to the SOF, without decoding.
-    """
-    if len(raw) < 4 or raw[:3] != b"\xff\xd8\xff":
-        return None
-    pos, end = 2, min(len(raw), 1 << 20)
-    while pos + 4 <= end:
-        if raw[pos] != 0xFF:
-            return None
-        marker = raw[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        length = (raw[pos + 2] << 8) | raw[pos + 3]
-        if marker in _SOF_MARKERS:
-            if pos + 10 > len(raw):
-                return None
-            height = (raw[pos + 5] << 8) | raw[pos + 6]
-            width = (raw[pos + 7] << 8) | raw[pos + 8]
-            return raw[pos + 4], height, width, raw[pos + 9]
-        if marker in (0xD9, 0xDA) or length < 2:  # EOI / start of scan before any frame header
-            return None
-        pos += 2 + length
-    return None
 
 
 @contextlib.contextmanager

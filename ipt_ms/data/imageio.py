@@ -53,7 +53,6 @@ from ipt_ms.data.image_header import (
     check_image_file,
     check_pixels,
     image_header,
-    jpeg_frame,
     max_image_pixels,
     pillow_limits,
     png_header,
@@ -194,20 +193,17 @@ def _decode(path: Path, gray_as_2d: bool = False) -> np.ndarray:
     except OSError as err:
         raise ImageReadError(path, err.strerror or str(err)) from None
     png = png_ihdr(raw[:26])
-    frame = jpeg_frame(raw) if png is None else None
     if png is not None:
         check_pixels(path, png[0], png[1])
-    elif frame is not None:
-        check_pixels(path, frame[1], frame[2])
-    if frame is not None and plain_jpeg(raw):
-        arr = decode_jpeg_cv2(raw, path)
-        if arr is not None:
-            return np.ascontiguousarray(arr[:, :, 0]) if gray_as_2d and frame[3] == 1 else arr
     with read_errors_named(path):
         if png is not None and png[2] == 16:
             return read_16bit_cv2(path, raw)
-        with pillow_limits(path), Image.open(io.BytesIO(raw)) as im:
+        with pillow_limits(path), Image.open(io.BytesIO(raw)) as im:  # the header only, so far
             check_pixels(path, im.size[1], im.size[0])
+            if plain_jpeg(raw, im):
+                arr = decode_jpeg_cv2(raw, path)
+                if arr is not None:
+                    return np.ascontiguousarray(arr[:, :, 0]) if gray_as_2d and im.mode == "L" else arr
             im.load()
             arr = _pil_to_array(im)
     if arr.ndim < 2 or arr.shape[0] == 0 or arr.shape[1] == 0:

@@ -8,18 +8,21 @@ their words become the reason in a one-line error, or a debug line, instead of t
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import re
 import sys
 import tempfile
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
-from ipt_ms.data.image_header import ImageReadError, jpeg_frame
+from ipt_ms.data.image_header import READ_ERRORS, ImageReadError
 
 log = logging.getLogger("ipt_ms.data")
 
@@ -85,17 +88,27 @@ def read_16bit_cv2(path: Path, raw: bytes) -> np.ndarray:
     return arr
 
 
-def plain_jpeg(raw: bytes) -> bool:
+def plain_jpeg(raw: bytes, header: Image.Image | None = None) -> bool:
     """True for a complete 8-bit, 1- or 3-component JPEG (the fast-path cases).
 
-    The end-of-image marker must be present near the end: libjpeg (as used by OpenCV)
-    silently pads truncated data, so truncated or unusual files (CMYK, 12-bit) go to
-    Pillow, which reports or converts them properly.
+    `header` is `raw` already opened by Pillow (which read only the header); without it,
+    `raw` is opened here. Pillow refuses precisions other than 8 bits on opening and calls
+    1 and 3 components "L" and "RGB". The end-of-image marker must be present near the end
+    (checked by hand: Pillow's lazy open stops at the first scan): libjpeg (as used by
+    OpenCV) silently pads truncated data, so truncated or unusual files (CMYK, 12-bit) go
+    to Pillow, which reports or converts them properly.
     """
     if b"\xff\xd9" not in raw[-64:]:
         return False
-    frame = jpeg_frame(raw)
-    return frame is not None and frame[0] == 8 and frame[3] in (1, 3)
+    if header is None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(raw), formats=["JPEG"]) as im:
+                    return plain_jpeg(raw, im)
+        except (UnidentifiedImageError, *READ_ERRORS):
+            return False
+    return header.format == "JPEG" and header.mode in ("L", "RGB")
 
 
 def decode_jpeg_cv2(raw: bytes, path: Path) -> np.ndarray | None:

@@ -127,3 +127,57 @@ def test_jpeg_fast_path_matches_pillow(tmp_path, photo, kind):
     expected = np.asarray(Image.open(path).convert("RGB"))
     np.testing.assert_array_equal(read_image(path), expected)
     assert not _plain_jpeg(raw[: len(raw) // 2])  # truncated: no end-of-image marker
+
+
+def _with_app_segments(raw: bytes, count: int) -> bytes:
+    """`raw` (a JPEG) with `count` full-size APP15 segments before everything else: the frame
+    header then starts past 64 KiB x count, beyond any fixed window a header reader might scan."""
+    segment = b"\xff\xef" + (65535).to_bytes(2, "big") + b"\0" * 65533
+    return raw[:2] + segment * count + raw[2:]
+
+
+@pytest.mark.parametrize("case, words", [
+    # between Pillow's warning and its error: our check, with the size the header claims
+    ("bomb_1x", "claims 10000x10000 = 100,000,000 pixels"),
+    # over twice the limit Pillow refuses on opening; the message is still ours, one line
+    ("bomb_2x", "claims more than 89,478,485 pixels"),
+    ("bomb_after_1MiB_of_markers", "pixels"),
+    ("bomb_named_png", "pixels"),
+    ("cut_before_frame_header", "cannot read image"),
+    ("twelve_bit", "not a recognised image format"),  # Pillow reads 8-bit JPEGs only (as before)
+])
+def test_jpeg_headers_are_read_by_pillow_and_refused_before_decoding(tmp_path, case, words):
+    """Pillow's lazy open reads the JPEG header (no hand-written marker walker): every bad or
+    huge header is refused by `image_size` and `read_image` alike, naming the file, nothing decoded."""
+    from tests.hostile import crafted
+
+    small = crafted.jpeg_bytes(crafted.photo(16, 16))
+    raw = {
+        "bomb_1x": lambda: crafted.jpeg_claiming(10_000, 10_000),
+        "bomb_2x": lambda: crafted.jpeg_claiming(20_000, 20_000),
+        "bomb_after_1MiB_of_markers": lambda: _with_app_segments(crafted.jpeg_claiming(20_000, 20_000), 17),
+        "bomb_named_png": lambda: crafted.jpeg_claiming(10_000, 10_000),
+        "cut_before_frame_header": lambda: small[: small.index(b"\xff\xc0")],
+        "twelve_bit": lambda: small[: small.index(b"\xff\xc0") + 4] + b"\x0c" + small[small.index(b"\xff\xc0") + 5:],
+    }[case]()
+    path = tmp_path / ("x.png" if case.endswith("png") else "x.jpg")
+    path.write_bytes(raw)
+    for read in (image_size, read_image):
+        with pytest.raises(ImageReadError) as err:
+            read(path)
+        message = str(err.value)
+        assert str(path) in message and words in message and "\n" not in message, message
+    assert path.read_bytes() == raw
+
+
+def test_jpeg_with_a_large_header_still_takes_the_fast_path(tmp_path, photo):
+    """The frame header after 1 MiB of APP segments is found (Pillow reads every marker)."""
+    from ipt_ms.data.imageio import _plain_jpeg
+
+    buf = tmp_path / "big_header.jpg"
+    Image.fromarray(photo).save(buf, quality=90)
+    raw = _with_app_segments(buf.read_bytes(), 17)
+    buf.write_bytes(raw)
+    assert _plain_jpeg(raw)
+    assert image_size(buf) == photo.shape[:2]
+    np.testing.assert_array_equal(read_image(buf), np.asarray(Image.open(buf).convert("RGB")))
