@@ -319,7 +319,10 @@ class Trainer:
                     self.save()
                 result.weights = self.export()
                 if cfg.output.plot and result.metrics is not None and result.metrics.exists():
-                    result.plot = plot_loss_curves(result.metrics, self.run_dir / PLOT_FILE)
+                    try:
+                        result.plot = plot_loss_curves(result.metrics, self.run_dir / PLOT_FILE)
+                    except Exception as exc:  # the weights are written: a broken plot must not fail the run
+                        log.warning("loss plot not written (%s: %s)", type(exc).__name__, exc)
                 if self.validator is not None:
                     result.best = {task: {**best, "path": self.run_dir / f"best_{task}.ckpt" if cfg.val.best
                                           else None} for task, best in self.validator.best.items()}

@@ -124,7 +124,8 @@ def plot_loss_curves(metrics_path: str | os.PathLike, out_path: str | os.PathLik
         window = max(1, len(losses) // 20)
         ax.plot(steps, _moving_average(losses, window), lw=1.5, color="C0", label=f"moving avg ({window} steps)")
         if any(r.get("contrastive", 0.0) for r in mine):
-            ax.plot(steps, [r["l1"] for r in mine], lw=0.8, color="C1", alpha=0.7, label="L1")
+            # L1 is logged per record (every log_every steps), not per step
+            ax.plot([r["step"] for r in mine], [r["l1"] for r in mine], lw=0.8, color="C1", alpha=0.7, label="L1")
         ax.set_title(task)
         ax.set_xlabel("step")
         ax.set_ylabel("loss")

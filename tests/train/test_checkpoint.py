@@ -99,6 +99,19 @@ def test_metrics_truncate_and_plot(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_plot_draws_l1_of_logged_records_beside_every_steps_loss(tmp_path):
+    """A contrastive run logs L1 every log_every steps but the loss of every step: both drawn."""
+    from ipt_ms.train.metrics import MetricsLog, plot_loss_curves
+
+    log = MetricsLog(tmp_path / "m.jsonl")
+    for step in (4, 8, 12):
+        log.write({"step": step, "task": "sr_x2", "loss": 10.0 / step, "l1": 9.0 / step, "contrastive": 1.0,
+                   "step_losses": [[s, "sr_x2", 10.0 / s] for s in range(step - 3, step + 1)]})
+    log.close()
+    png = plot_loss_curves(tmp_path / "m.jsonl", tmp_path / "curves.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_select_task_keeps_one_head_tail_query(tiny_spec, tiny_state):
     import torch
 
