@@ -120,9 +120,10 @@ def parse_policy(value: str, where: str = ENV_VAR) -> str:
 
 
 def set_policy(value: str | None) -> None:
-    """Use `value` (``--levers``) in this process, above `IPT_MS_LEVERS`; None: back to the environment."""
+    """Use `value` in this process wherever no ``levers=`` is given, above `IPT_MS_LEVERS`; None: back
+    to the environment. (The CLI passes ``--levers`` as ``levers=`` instead.)"""
     global _policy_override
-    _policy_override = None if value is None else parse_policy(value, "--levers")
+    _policy_override = None if value is None else parse_policy(value, "levers")
 
 
 def policy() -> str:
