@@ -46,6 +46,7 @@ def build_model(spec: IPTSpec, state: dict[str, np.ndarray] | None = None, conv_
 #: the private attribute where a network built here keeps its `levers` setting (a name with
 #: a leading underscore stays out of the compile cache's key, `ipt_ms.compile_cache`)
 _LEVERS_ATTR = "_ipt_levers_setting"
+_CHOSEN_ATTR = "_ipt_levers_chosen"  # what `predictor_for` resolved, per (setting, task)
 
 
 def build_levered_model(spec: IPTSpec, state: dict[str, np.ndarray] | None = None,
@@ -60,6 +61,7 @@ def build_levered_model(spec: IPTSpec, state: dict[str, np.ndarray] | None = Non
     chosen = choose_levers(spec, 0, levers)
     net = build_model(spec, state, conv_as_matmul=chosen.conv_as_matmul)
     setattr(net, _LEVERS_ATTR, levers)
+    setattr(net, _CHOSEN_ATTR, {(repr(levers), 0): chosen})  # the first task: resolved already
     return net
 
 
@@ -203,7 +205,14 @@ def predictor_for(net, spec: IPTSpec, task: str | int, *, batch_size: int = 64, 
     `levers` None: the setting `net` was built with (`build_levered_model`), else `IPT_MS_LEVERS`.
     The convolutions stay as `net` was built; the predictor's `levers` says what is in effect."""
     setting = levers if levers is not None else getattr(net, _LEVERS_ATTR, None)
-    chosen = choose_levers(spec, task, setting)
+    memo = getattr(net, _CHOSEN_ATTR, None)
+    if memo is None:
+        memo = {}
+        setattr(net, _CHOSEN_ATTR, memo)
+    key = (repr(setting), spec.task_index(task))
+    if key not in memo:  # once per network and task: no line, file read or (with the compile cache off) trial per image
+        memo[key] = choose_levers(spec, task, setting)
+    chosen = memo[key]
     predictor = MindSporePredictor(net, spec, task, batch_size=batch_size, progress=progress,
                                    call_tiles=chosen.call_tiles)
     from ipt_ms.models import Conv2d

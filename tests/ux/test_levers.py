@@ -398,8 +398,11 @@ def test_the_library_measures_only_when_asked(cache, tiny_spec, tiny_ckpt, fake_
     assert fake_measure == [] and conv_flags(net) == {True} and not (cache / "levers").exists()
     net, spec = load_model(str(tiny_ckpt), device="cpu", mode="graph", levers="trial")
     assert len(fake_measure) == 1 and conv_flags(net) == {False}  # the fake trial's pick, stored
-    assert predictor_for(net, spec, "sr_x2").levers == levers.Levers(False, 1, origin="stored")
+    assert predictor_for(net, spec, "sr_x2").levers == levers.Levers(False, 1, origin="trial")
     assert len(fake_measure) == 1 and len(stored_files(cache)) == 1
+    net, spec = load_model(str(tiny_ckpt), device="cpu", mode="graph", levers="trial")  # a new process would...
+    assert predictor_for(net, spec, "sr_x2").levers == levers.Levers(False, 1, origin="stored")  # ...read it
+    assert len(fake_measure) == 1
     with pytest.raises(IPTError, match=r"^levers='fastest': use stored, trial or default$"):
         load_model(str(tiny_ckpt), device="cpu", levers="fastest")
 
@@ -412,3 +415,18 @@ def test_the_eval_engine_takes_levers(cache, tiny_spec, tiny_ckpt):
     assert stored.predictor.levers == levers.Levers(False, 1, origin="stored")
     built_in = create_runner("mindspore", str(tiny_ckpt), "sr_x2", device="cpu", levers="default")
     assert built_in.predictor.levers == levers.Levers(True, 8, origin="built-in")
+
+
+def test_levers_are_resolved_once_per_network_and_task(cache, tiny_ckpt, fake_measure, monkeypatch):
+    """With no compile cache a trial cannot be stored: restoring image after image must not re-measure."""
+    from ipt_ms.inference import load_model, predictor_for
+
+    monkeypatch.setenv("IPT_MS_COMPILE_CACHE", "off")
+    net, spec = load_model(str(tiny_ckpt), device="cpu", mode="graph", levers="trial")
+    assert len(fake_measure) == 1
+    for _ in range(3):  # restore_image's predictor, image after image
+        assert predictor_for(net, spec, "sr_x2").levers == levers.Levers(False, 1, origin="trial")
+    assert len(fake_measure) == 1
+    for _ in range(2):  # another task's scale: its own trial, once
+        predictor_for(net, spec, "sr_x3")
+    assert len(fake_measure) == 2
