@@ -29,6 +29,13 @@ model costs ~30-40 s per call, so batch 64 gets 1 first call + 3 warm calls, bat
 MindSpore Graph on CPU runs a predictor batch as compiled calls of at most
 `ipt_ms.inference.CPU_GRAPH_CALL_TILES` (8) tiles: Graph mode keeps every intermediate
 of a call allocated), see docs/export.md.
+
+CPU levers (`ipt_ms.levers`: im2col or native convolutions, tiles per Graph call): by default
+what a user gets, i.e. the library's rule (`$IPT_MS_LEVERS`, else this machine's choice stored
+by `ipt-ms tune` if there is one, else the built-in levers); `--levers stored|trial|default`
+sets it. They are resolved once here, per MindSpore mode, from this user's compile cache (the
+workers run with a scratch one), and every row says which levers it ran with (its "levers"
+column, and "levers" in `--json`).
 """
 
 from __future__ import annotations
@@ -92,6 +99,7 @@ class Job:
     image_runs: int = 0  # timed whole-image restorations after the patch timings
     compile_cache: str = ""  # IPT_MS_COMPILE_CACHE for the worker ("" inherits, "0" off)
     cache_state: str = ""  # MindSpore Graph: "cold" (empty compile cache) or "warm" (filled by the cold job)
+    levers: dict = field(default_factory=dict)  # MindSpore: the `Levers` to run with (`resolve_levers`)
 
 
 @dataclass
@@ -108,6 +116,7 @@ class Result:
     load_before: float = 0.0
     load_after: float = 0.0
     others_cores: float = float("nan")  # mean cores other processes kept busy during the job
+    levers: dict = field(default_factory=dict)  # MindSpore: the levers in effect (the predictor's `levers`)
     error: str = ""
 
     @property
@@ -145,14 +154,17 @@ def run_job(job: Job) -> Result:
     import numpy as np
 
     from ipt_ms.inference import restore_array
+    from ipt_ms.levers import Levers
     from ipt_ms.predictors import create_predictor
 
     result = Result(job)
     name, mode, _ = FRAMEWORKS[job.framework]
     start = time.perf_counter()
     predictor, spec = create_predictor(name, job.weights, job.task, batch_size=job.batch, device=job.device,
-                                       mode=mode or "graph")
+                                       mode=mode or "graph", levers=Levers(**job.levers) if job.levers else None)
     result.load_s = time.perf_counter() - start
+    if getattr(predictor, "levers", None) is not None:
+        result.levers = asdict(predictor.levers)
     result.rss_loaded_mib = memory_mib("VmRSS")
     result.threads = _thread_settings(job.framework)
     rng = np.random.default_rng(0)
@@ -244,6 +256,45 @@ def spawn(job: Job, timeout: float) -> Result:
     return Result(**data)
 
 
+def resolve_levers(spec, task: str, setting: str | None, device: str, frameworks: list[str]) -> dict[str, dict]:
+    """The CPU levers of each MindSpore mode among `frameworks`, by the library's rule
+    (`ipt_ms.levers.choose_levers`: `setting`, else `$IPT_MS_LEVERS`, else stored), as `Levers` fields.
+
+    Resolved in this process, under this user's compile cache where `ipt-ms tune` stores its
+    choices (a worker runs with a scratch one); ``trial`` measures here when nothing is stored."""
+    modes = sorted({FRAMEWORKS[f][1] for f in frameworks if FRAMEWORKS[f][0] == "mindspore"})
+    if not modes:
+        return {}
+    from ipt_ms.levers import Levers, choose_levers
+    from ipt_ms.runtime import configure
+
+    chosen = {}
+    for mode in modes:
+        if device.lower() != "cpu":
+            chosen[mode] = asdict(Levers())  # the levers are a CPU matter
+            continue
+        configure("cpu", mode)
+        chosen[mode] = asdict(choose_levers(spec, task, setting))
+    return chosen
+
+
+def _levers_setting(setting: str | None, chosen: dict[str, dict]) -> str:
+    """The bench's levers setting and what it resolved to, per mode, in one line."""
+    asked = f"--levers {setting}" if setting else "the library's rule ($IPT_MS_LEVERS, else stored)"
+    if not chosen:
+        return f"{asked}; no MindSpore job"
+    return asked + "; " + ", ".join(f"{mode}: {levers_label(levers)}" for mode, levers in chosen.items())
+
+
+def levers_label(levers: dict) -> str:
+    """A row's levers in words ("-" where they do not apply): what ran, and where it came from."""
+    if not levers:
+        return "-"
+    from ipt_ms.levers import Levers
+
+    return f"{Levers(**levers).describe()} ({levers['origin']})"
+
+
 def export_onnx_files(weights: str, task: str, folder: Path, frameworks: list[str], timeout: float) -> dict:
     """Export the ONNX files the ORT jobs need, each in its own process (not counted in their memory)."""
     files, seconds = {}, {}
@@ -309,7 +360,8 @@ def _fmt(value: float, digits: int = 3) -> str:
 
 
 def render(results: list[Result], *, spec, task: str, flops: int, machine: dict, exports: dict, smoke: bool,
-           started: float, finished: float, loads: tuple[float, float], pre_check: float = float("nan")) -> str:
+           started: float, finished: float, loads: tuple[float, float], pre_check: float = float("nan"),
+           levers_setting: str = "the library's rule") -> str:
     """The `## Inference` section (Markdown)."""
     from bench.flops import ipt_macs
 
@@ -337,8 +389,9 @@ def render(results: list[Result], *, spec, task: str, flops: int, machine: dict,
         "compile_cache`; 'first call, cold') and then in a new process that finds the graph there ('first call, "
         "warm'; the other columns are from this second process). "
         "Ratios are patches/s against PyTorch eager at the same batch. TFLOP/s counts 2 FLOP per MAC. "
-        "MindSpore Graph on CPU feeds a batch to the compiled network at most 8 tiles per call "
-        "(`CPU_GRAPH_CALL_TILES`: Graph mode keeps much of a call's intermediates allocated).",
+        "MindSpore Graph on CPU feeds a batch to the compiled network at most 8 tiles per call by default "
+        "(`CPU_GRAPH_CALL_TILES`: Graph mode keeps much of a call's intermediates allocated); a choice stored by "
+        "`ipt-ms tune` may make it 1 and switch the convolutions (the 'levers' column).",
         "",
         f"- Model: IPT `{task}`, {spec.num_parameters():,} parameters "
         f"({spec.num_layers}+{spec.num_layers} layers, {spec.num_heads} heads, n_feats {spec.n_feats}, "
@@ -359,15 +412,17 @@ def render(results: list[Result], *, spec, task: str, flops: int, machine: dict,
         f"ONNX Runtime {machine['onnxruntime']}, onnx {machine['onnx']}, numpy {machine['numpy']}; "
         f"env ONEDNN_MAX_CPU_ISA={machine['env'].get('ONEDNN_MAX_CPU_ISA') or 'unset'}.",
         f"- Run: {time.strftime('%Y-%m-%d %H:%M', time.localtime(started))}, {(finished - started) / 60:.1f} min.",
+        f"- Levers (MindSpore, `ipt_ms.levers`): {levers_setting}; each row's are in its 'levers' column.",
         "",
         "| framework | batch | load (s) | first call, cold (s) | first call, warm (s) | warm median (s) | runs | "
-        "patches/s | vs PyTorch | TFLOP/s | peak RSS (MiB) | RSS vs PyTorch | others | threads |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "patches/s | vs PyTorch | TFLOP/s | peak RSS (MiB) | RSS vs PyTorch | others | levers | threads |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in patches:
         label = FRAMEWORKS[r.job.framework][2]
         if r.error:
-            lines.append(f"| {label} | {r.job.batch} | - | - | - | - | - | - | - | - | - | - | - | error: {r.error} |")
+            lines.append(f"| {label} | {r.job.batch} | - | - | - | - | - | - | - | - | - | - | - | "
+                         f"{levers_label(r.job.levers)} | error: {r.error} |")
             continue
         base = ref.get(r.job.batch)
         ratio = r.patches_per_s / base.patches_per_s if base and base.patches_per_s else float("nan")
@@ -379,7 +434,7 @@ def render(results: list[Result], *, spec, task: str, flops: int, machine: dict,
             f"| {label} | {r.job.batch} | {_fmt(r.load_s, 1)} | {_fmt(cold_s)} | {_fmt(warm_s)} | "
             f"{_fmt(r.warm_median)} | {len(r.warm_s)} | {_fmt(r.patches_per_s, 2)} | {_fmt(ratio, 2)} | "
             f"{_fmt(r.patches_per_s * flops / 1e12, 3)} | {peak} | {_fmt(memory, 2)} | "
-            f"{_fmt(r.others_cores, 2)} | {r.threads} |")
+            f"{_fmt(r.others_cores, 2)} | {levers_label(r.levers)} | {r.threads} |")
     if images:
         size = images[0].job.image_size
         lines += ["", f"Whole image: a {size}x{size} photo (scikit-image astronaut), official tiling "
@@ -442,6 +497,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", default="sr_x2")
     parser.add_argument("--device", default="cpu", help="cpu (default) or gpu: every framework on the GPU")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per job (default 1800)")
+    parser.add_argument("--levers", default=None, choices=("stored", "trial", "default"),
+                        help="MindSpore CPU levers: stored (this machine's choice from `ipt-ms tune`, else the "
+                             "built-in ones), trial (measure first if none is stored), default (the built-in ones); "
+                             "default: what a user gets, $IPT_MS_LEVERS, else stored")
     parser.add_argument("--allow-loaded", action="store_true",
                         help="write the section even when other processes used more than the limit of the CPU "
                              "(bench/loadmeter.py); it is then marked LOADED")
@@ -477,6 +536,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"refusing to benchmark into {out}: {verdict([pre_check]).describe()} (before starting); "
               "wait for an idle machine or pass --allow-loaded", file=sys.stderr)
         return REFUSED_EXIT
+    chosen = resolve_levers(spec, args.task, args.levers, args.device, frameworks)
+    levers_setting = _levers_setting(args.levers, chosen)
+    print(f"levers: {levers_setting}", flush=True)
     with tempfile.TemporaryDirectory(prefix="ipt-bench-") as tmp:
         folder = Path(tmp)
         weights = make_weights(spec, folder)
@@ -487,9 +549,10 @@ def main(argv: list[str] | None = None) -> int:
             for fw in frameworks:
                 image = image_runs if b == max(batches) and fw in image_frameworks else 0
                 job = Job(fw, b, repeats.get(b, default_repeats), exports["files"].get(fw, weights), args.task,
-                          args.device, image_size, image, compile_cache="0")
+                          args.device, image_size, image, compile_cache="0", levers=chosen.get(FRAMEWORKS[fw][1], {}))
                 if fw == "mindspore-graph":  # first call with an empty compile cache, then with the graph in it
-                    jobs.append(Job(fw, b, 1, job.weights, args.task, args.device, image_size, 0, cache, "cold"))
+                    jobs.append(Job(fw, b, 1, job.weights, args.task, args.device, image_size, 0, cache, "cold",
+                                    levers=job.levers))
                     job.compile_cache, job.cache_state = cache, "warm"
                 jobs.append(job)
         results = []
@@ -501,12 +564,12 @@ def main(argv: list[str] | None = None) -> int:
                                       f"{result.patches_per_s:.2f} patches/s"
                                       + (f", image {_median(result.image_s):.2f} s" if result.image_s else ""))
             print(f"{FRAMEWORKS[job.framework][2]:<42} {what:<14} {status}; peak {result.peak_rss_mib:,.0f} MiB; "
-                  f"load {result.load_before:.2f}->{result.load_after:.2f}, others {result.others_cores:.2f} cores",
-                  flush=True)
+                  f"load {result.load_before:.2f}->{result.load_after:.2f}, others {result.others_cores:.2f} cores"
+                  + (f"; levers: {levers_label(result.levers)}" if result.levers else ""), flush=True)
     finished = time.time()
     section = render(results, spec=spec, task=args.task, flops=flops, machine=machine_description(),
                      exports=exports, smoke=args.smoke, started=started, finished=finished,
-                     loads=(load_start, _loadavg()), pre_check=pre_check)
+                     loads=(load_start, _loadavg()), pre_check=pre_check, levers_setting=levers_setting)
     print(section)
     judged = verdict([r.others_cores for r in results] + [pre_check])
     if out is not None and not judged.quiet and not args.allow_loaded:

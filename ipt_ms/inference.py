@@ -7,9 +7,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from ipt_ms.errors import IPTError
+from ipt_ms.levers import CPU_GRAPH_CALL_TILES, Levers, choose_levers, in_effect, parse_policy
 from ipt_ms.spec import IPTSpec
 from ipt_ms.tiling import tiled_forward
 
@@ -40,18 +43,44 @@ def build_model(spec: IPTSpec, state: dict[str, np.ndarray] | None = None, conv_
     return net
 
 
-def load_model(weights: str, *, device: str = "auto", mode: str = "graph", **overrides):
+#: the private attribute where a network built here keeps its `levers` setting (a name with
+#: a leading underscore stays out of the compile cache's key, `ipt_ms.compile_cache`)
+_LEVERS_ATTR = "_ipt_levers_setting"
+_CHOSEN_ATTR = "_ipt_levers_chosen"  # what `predictor_for` resolved, per (setting, task)
+
+
+def build_levered_model(spec: IPTSpec, state: dict[str, np.ndarray] | None = None,
+                        levers: str | Levers | None = None):
+    """`build_model` with the CPU levers of `ipt_ms.levers` applied, as the CLI applies them.
+
+    The convolutions are fixed when the network is built, so they follow the choice for the
+    model's first task (the one `ipt-ms tune MODEL` measures by default); `restore_image` picks
+    the tiles per call for the task it runs, under the same `levers` setting, which the network
+    keeps. `levers`: ``stored``, ``trial`` (measures only when nothing usable is stored),
+    ``default`` (the built-in levers), or None for `IPT_MS_LEVERS` (else ``stored``)."""
+    chosen = choose_levers(spec, 0, levers)
+    net = build_model(spec, state, conv_as_matmul=chosen.conv_as_matmul)
+    setattr(net, _LEVERS_ATTR, levers)
+    setattr(net, _CHOSEN_ATTR, {(repr(levers), 0): chosen})  # the first task: resolved already
+    return net
+
+
+def load_model(weights: str, *, device: str = "auto", mode: str = "graph", levers: str | Levers | None = None,
+               **overrides):
     """Build the MindSpore IPT recorded in (or inferred from) a weights file.
 
     Accepts .ckpt, .pt/.pth and .safetensors. Returns (net, spec). Overrides:
     num_heads, task_names, pos_every, patch_size (for weights that do not record them).
+    `levers`: this machine's stored CPU levers or not (`build_levered_model`).
     """
     from ipt_ms.convert.weights import load_weights
     from ipt_ms.runtime import configure
 
+    if isinstance(levers, str):
+        parse_policy(levers, "levers")  # before anything loads
     configure(device, mode)
     spec, state = load_weights(weights, **overrides)
-    return build_model(spec, state), spec
+    return build_levered_model(spec, state, levers), spec
 
 
 def run_batches(tiles: np.ndarray, call, *, step: int, scale: int, progress: bool = False,
@@ -90,13 +119,6 @@ def _bucket(n: int, batch_size: int) -> int:
     return min(size, batch_size)
 
 
-#: Graph mode on CPU keeps much of a compiled call's intermediates allocated between calls
-#: (measured before inference used mint.permute: ~0.35 GB per 48x48 tile for the full
-#: model, 17 GB for one call of 64 tiles, 3.2 GB for 8; now 1.56 GB for 8), and the first
-#: call pays for touching all of it (~100 s at 64 tiles, ~15 s at 8, before).
-#: Per-tile speed is flat from 2 tiles per call up, so on CPU tiles go through the compiled
-#: graph at most this many at a time, whatever `batch_size` asks for (see docs/export.md).
-CPU_GRAPH_CALL_TILES = 8
 
 
 def _graph_mode_on_cpu() -> bool:
@@ -176,13 +198,41 @@ def with_input_planes(out: np.ndarray, gray: bool, alpha: np.ndarray | None, sca
     return np.concatenate([image.astype(np.float64), alpha[:, :, None].astype(np.float64)], axis=2)
 
 
+def predictor_for(net, spec: IPTSpec, task: str | int, *, batch_size: int = 64, progress: bool = False,
+                  levers: str | Levers | None = None) -> MindSporePredictor:
+    """A predictor over an already built `net`, with the tiles per call of the CPU levers for `task`.
+
+    `levers` None: the setting `net` was built with (`build_levered_model`), else `IPT_MS_LEVERS`.
+    The convolutions stay as `net` was built; the predictor's `levers` says what is in effect."""
+    setting = levers if levers is not None else getattr(net, _LEVERS_ATTR, None)
+    memo = getattr(net, _CHOSEN_ATTR, None)
+    if memo is None:
+        memo = {}
+        setattr(net, _CHOSEN_ATTR, memo)
+    key = (repr(setting), spec.task_index(task))
+    if key not in memo:  # once per network and task: no line, file read or (with the compile cache off) trial per image
+        memo[key] = choose_levers(spec, task, setting)
+    chosen = memo[key]
+    predictor = MindSporePredictor(net, spec, task, batch_size=batch_size, progress=progress,
+                                   call_tiles=chosen.call_tiles)
+    from ipt_ms.models import Conv2d
+
+    conv = {cell.as_matmul for _, cell in net.cells_and_names() if isinstance(cell, Conv2d)}
+    predictor.levers = in_effect(chosen, predictor.call_tiles)
+    if len(conv) == 1:  # what the network was built with, whatever was chosen now
+        predictor.levers = dataclasses.replace(predictor.levers, conv_as_matmul=conv.pop())
+    return predictor
+
+
 def restore_image(net, spec: IPTSpec, image: np.ndarray, task: str | int, *, batch_size: int = 64,
-                  protocol: str = "official", progress: bool = False) -> np.ndarray:
+                  protocol: str = "official", progress: bool = False,
+                  levers: str | Levers | None = None) -> np.ndarray:
     """Restore an HWC RGB image (uint8 or float in [0, 255]) of any size with a MindSpore IPT.
 
     Returns float32 HWC, unclipped; quantise with `np.clip(out, 0, 255).round()`.
+    `levers`: as `predictor_for` (None: the setting `load_model` / `create_model` was given).
     """
     if image.ndim != 3 or image.shape[2] != spec.n_colors:
         raise IPTError(f"expected an H x W x {spec.n_colors} image, got shape {image.shape}")
-    predictor = MindSporePredictor(net, spec, task, batch_size=batch_size, progress=progress)
+    predictor = predictor_for(net, spec, task, batch_size=batch_size, progress=progress, levers=levers)
     return restore_array(predictor, image, scale=predictor.scale, patch=spec.patch_size, protocol=protocol)

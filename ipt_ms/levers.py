@@ -17,12 +17,15 @@ atomically), under a key of the CPU model, the oneDNN ISA in effect, the MindSpo
 the device and mode, the architecture's size fields and the task's scale: another CPU, ISA
 cap, MindSpore version or model size never uses it.
 
-Policy (`IPT_MS_LEVERS`, or ``--levers`` on restore/eval/parity-bench; on CPU only):
+Policy (``levers=`` of `choose_levers` and the library functions that build or run a network,
+``--levers`` on restore/eval/parity-bench, else `IPT_MS_LEVERS`; on CPU only):
   ``stored`` (default)  a stored choice for this key if there is one, else the built-in levers;
   ``trial``             the same, but with no usable stored choice: measure now, store, use;
   ``default``           the built-in levers, whatever is stored.
-``ipt-ms tune`` always measures and stores. A user's ``IPT_MS_CONV_AS_MATMUL=0|1`` wins over a
-stored choice (and a trial then compares tile counts only).
+``ipt-ms tune`` always measures and stores; nothing measures on import or unasked. The CLI
+and the library (`ipt_ms.predictors.create_predictor`, `ipt_ms.inference.load_model` /
+`restore_image`, `ipt_ms.create_model`, the eval engine) all resolve levers here. A user's
+``IPT_MS_CONV_AS_MATMUL=0|1`` wins over a stored choice (and a trial then compares tile counts only).
 
 A stored file is checked before use. A symbolic link, a file of another user, one over
 `MAX_BYTES`, not JSON, with unknown or missing fields, a key that is not this one (a file
@@ -63,6 +66,15 @@ SIZE_FIELDS = ("n_feats", "n_colors", "patch_size", "patch_dim", "num_heads", "n
 _KEY_FIELDS = {"format", "cpu", "onednn_isa", "mindspore", "device", "mode", "model", "scale"}
 _RECORD_FIELDS = {"key", "choice", "seconds_per_tile", "measured"}
 
+#: Graph mode on CPU keeps much of a compiled call's intermediates allocated between calls
+#: (measured before inference used mint.permute: ~0.35 GB per 48x48 tile for the full
+#: model, 17 GB for one call of 64 tiles, 3.2 GB for 8; now 1.56 GB for 8), and the first
+#: call pays for touching all of it (~100 s at 64 tiles, ~15 s at 8, before).
+#: Per-tile speed is flat from 2 tiles per call up, so on CPU tiles go through the compiled
+#: graph at most this many at a time, whatever `batch_size` asks for (see docs/export.md);
+#: `ipt_ms.inference` uses it; a stored choice may replace it.
+CPU_GRAPH_CALL_TILES = 8
+
 _policy_override: str | None = None
 _stats = {"trials": 0, "stored_used": 0}
 _warned: set[str] = set()
@@ -94,8 +106,6 @@ def stats() -> dict[str, int]:
 
 def tile_choices() -> tuple[int, ...]:
     """The tile counts per Graph-mode CPU call a trial compares."""
-    from ipt_ms.inference import CPU_GRAPH_CALL_TILES
-
     return (1, CPU_GRAPH_CALL_TILES)
 
 
@@ -110,9 +120,10 @@ def parse_policy(value: str, where: str = ENV_VAR) -> str:
 
 
 def set_policy(value: str | None) -> None:
-    """Use `value` (``--levers``) in this process, above `IPT_MS_LEVERS`; None: back to the environment."""
+    """Use `value` in this process wherever no ``levers=`` is given, above `IPT_MS_LEVERS`; None: back
+    to the environment. (The CLI passes ``--levers`` as ``levers=`` instead.)"""
     global _policy_override
-    _policy_override = None if value is None else parse_policy(value, "--levers")
+    _policy_override = None if value is None else parse_policy(value, "levers")
 
 
 def policy() -> str:
@@ -367,16 +378,20 @@ def run_trial(spec: IPTSpec, task: str | int) -> tuple[Levers, dict[str, float],
     return levers, times, path, line
 
 
-def choose_levers(spec: IPTSpec, task: str | int) -> Levers:
-    """The levers for a MindSpore predictor of `spec`/`task` under the policy in effect.
+def choose_levers(spec: IPTSpec, task: str | int, setting: str | Levers | None = None) -> Levers:
+    """The levers for a MindSpore network of `spec`/`task` (the one place both the CLI and the library ask).
 
+    `setting`: a policy (``stored``, ``trial``, ``default``), None for the process's policy
+    (`set_policy`, else `IPT_MS_LEVERS`, else ``stored``), or `Levers` to use as they are.
     Call after `ipt_ms.runtime.configure`. Off the CPU, or with policy ``default``: the
     built-in levers. The user's `IPT_MS_CONV_AS_MATMUL` wins over a stored choice."""
     import mindspore as ms
 
     from ipt_ms.runtime import conv_as_matmul_forced
 
-    chosen = policy()
+    if isinstance(setting, Levers):
+        return setting
+    chosen = policy() if setting is None else parse_policy(setting, "levers")
     forced = conv_as_matmul_forced()
     if chosen == "default" or ms.get_context("device_target") != "CPU":
         return Levers()
@@ -394,6 +409,15 @@ def choose_levers(spec: IPTSpec, task: str | int) -> Levers:
         log.info("%s", line)
         return levers
     return Levers()
+
+
+def in_effect(chosen: Levers, call_tiles: int) -> Levers:
+    """`chosen` with its None fields filled by what the built-in behaviour did: the convolutions a
+    network built now gets, and `call_tiles`, the tiles per call the predictor settled on."""
+    from ipt_ms.runtime import conv_as_matmul_default
+
+    conv = chosen.conv_as_matmul if chosen.conv_as_matmul is not None else conv_as_matmul_default()
+    return Levers(conv, call_tiles, origin=chosen.origin)
 
 
 # ------------------------------------------------------------------------------------ report
@@ -425,5 +449,6 @@ def describe() -> str:
     return "; ".join(found)
 
 
-__all__ = ["ENV_VAR", "POLICIES", "Levers", "choice_key", "choose_levers", "describe", "levers_dir", "load_record",
-           "measure", "parse_policy", "policy", "read_choice", "run_trial", "set_policy", "stats", "store_choice"]
+__all__ = ["CPU_GRAPH_CALL_TILES", "ENV_VAR", "POLICIES", "Levers", "choice_key", "choose_levers", "describe",
+           "in_effect", "levers_dir", "load_record", "measure", "parse_policy", "policy", "read_choice", "run_trial",
+           "set_policy", "stats", "store_choice"]

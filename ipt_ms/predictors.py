@@ -10,6 +10,7 @@ restore/eval/parity-bench treat every framework the same way.
 from __future__ import annotations
 
 from ipt_ms.errors import IPTError
+from ipt_ms.levers import Levers, parse_policy
 from ipt_ms.spec import IPTSpec
 
 FRAMEWORKS = ("mindspore", "torch", "onnx")
@@ -42,13 +43,18 @@ def torch_device(device: str) -> str:
 
 def create_predictor(framework: str, weights: str, task: str | int, *, batch_size: int = 64,
                      device: str = "auto", mode: str = "graph", progress: bool = False,
-                     **overrides) -> tuple[object, IPTSpec]:
+                     levers: str | Levers | None = None, **overrides) -> tuple[object, IPTSpec]:
     """Load `weights` into `framework` and return (predictor for `task`, spec).
 
     A single-task file that does not record its task (the released IPT_dn30.pt, ...) is run
     for a well-formed task name of its scale (see `IPTSpec.name_placeholder_task`).
+    `levers` (MindSpore on CPU): ``stored``, ``trial``, ``default`` or None for
+    `IPT_MS_LEVERS` (`ipt_ms.levers.choose_levers`); the MindSpore predictor's `levers`
+    attribute says which were in effect.
     """
     framework = normalise_framework(framework)
+    if isinstance(levers, str):
+        parse_policy(levers, "levers")  # a bad value is one line before anything loads, in every framework
     if framework == "onnx":  # `weights` is a file written by `ipt-ms export`; it records spec and task
         from ipt_ms.onnx_runtime import OnnxRuntimePredictor
 
@@ -69,12 +75,13 @@ def create_predictor(framework: str, weights: str, task: str | int, *, batch_siz
         predictor = TorchPredictor(model, spec, task, batch_size, progress=progress, device=torch_device(device))
     else:
         from ipt_ms.inference import MindSporePredictor, build_model
-        from ipt_ms.levers import choose_levers
+        from ipt_ms.levers import choose_levers, in_effect
         from ipt_ms.runtime import configure
 
         configure(device, mode)
-        levers = choose_levers(spec, task)  # a stored (or, with --levers trial, measured) choice for this CPU
-        predictor = MindSporePredictor(build_model(spec, state, conv_as_matmul=levers.conv_as_matmul), spec, task,
-                                       batch_size, progress=progress, call_tiles=levers.call_tiles)
+        chosen = choose_levers(spec, task, levers)  # a stored (or, under trial, measured) choice for this CPU
+        predictor = MindSporePredictor(build_model(spec, state, conv_as_matmul=chosen.conv_as_matmul), spec, task,
+                                       batch_size, progress=progress, call_tiles=chosen.call_tiles)
+        predictor.levers = in_effect(chosen, predictor.call_tiles)
     predictor.provenance = read.provenance
     return predictor, spec

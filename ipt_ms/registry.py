@@ -105,7 +105,7 @@ def pretrained_weights(name: str) -> Path:
 
 
 def create_model(name: str, checkpoint: str | None = None, *, pretrained: bool = False, device: str | None = None,
-                 mode: str | None = None, **overrides: Any):
+                 mode: str | None = None, levers: str | None = None, **overrides: Any):
     """Build the MindSpore IPT registered as `name`: returns (network in inference mode, spec).
 
     Args:
@@ -116,10 +116,15 @@ def create_model(name: str, checkpoint: str | None = None, *, pretrained: bool =
             `overrides`); a single-task file that does not record its task is taken to be
             the named model's task.
         device, mode: if given, `ipt_ms.runtime.configure(device, mode)` is called first.
+        levers: this machine's CPU levers (`ipt_ms.inference.build_levered_model`): ``stored``,
+            ``trial``, ``default``, or None for `IPT_MS_LEVERS` (else ``stored``), as the CLI.
         overrides: IPTSpec fields, e.g. ``num_layers=2`` or ``layer_norm_eps=1e-7``.
     """
-    from ipt_ms.inference import build_model
+    from ipt_ms.inference import build_levered_model
+    from ipt_ms.levers import parse_policy
 
+    if levers is not None:
+        parse_policy(levers, "levers")  # before anything loads
     spec = model_spec(name, **overrides)
     if pretrained:
         if checkpoint is not None:
@@ -130,7 +135,7 @@ def create_model(name: str, checkpoint: str | None = None, *, pretrained: bool =
 
         configure(device or "auto", mode or "graph")
     if checkpoint is None:
-        return build_model(spec), spec
+        return build_levered_model(spec, None, levers), spec
     from ipt_ms.convert.weights import official_state, read_weight_file, resolve_spec
 
     weights = read_weight_file(checkpoint)
@@ -144,4 +149,4 @@ def create_model(name: str, checkpoint: str | None = None, *, pretrained: bool =
                    if getattr(found, f) != getattr(spec, f)]
     if differences:
         raise IPTError(f"{checkpoint!r} does not hold {name}: " + "; ".join(differences))
-    return build_model(spec, official_state(weights, spec)), spec
+    return build_levered_model(spec, official_state(weights, spec), levers), spec

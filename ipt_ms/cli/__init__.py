@@ -99,10 +99,6 @@ def main(argv: list[str] | None = None) -> int:
         from ipt_ms import compile_cache
 
         compile_cache.set_cache_dir(args.compile_cache)
-    if hasattr(args, "levers"):  # restore, eval, parity-bench: --levers, else $IPT_MS_LEVERS
-        from ipt_ms import levers
-
-        levers.set_policy(args.levers)
     try:
         code = args.func(args)
     except IPTError as err:

@@ -68,7 +68,7 @@ def request_from_args(args: argparse.Namespace, weights: str):
                        shave=args.shave, ssim=not args.no_ssim, allow_mixed_modes=args.allow_mixed_modes,
                        allow_unfinished_synth=args.allow_unfinished_synth,
                        out=args.out, save_images=args.save_images, restart=args.restart,
-                       progress=not args.quiet, overrides=architecture_overrides(args))
+                       progress=not args.quiet, levers=args.levers, overrides=architecture_overrides(args))
 
 
 def register(subparsers) -> None:

@@ -151,7 +151,7 @@ def run(args) -> int:
     images = [read_image_planes(p) for p in paths]  # decode everything first: a bad file stops before any output
     predictor, spec = create_predictor(args.framework, weights, args.task, batch_size=args.batch_size,
                                        device=args.device, mode=args.mode, progress=not args.quiet,
-                                       **architecture_overrides(args))
+                                       levers=args.levers, **architecture_overrides(args))
     task = spec.task_names[predictor.task_idx]
     check_restore([(str(p), im.rgb.shape[0], im.rgb.shape[1]) for p, im in zip(paths, images)], spec,
                   scale=predictor.scale, protocol=args.protocol,

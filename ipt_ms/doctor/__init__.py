@@ -202,7 +202,8 @@ def environment(options: DoctorOptions) -> dict:
                             "setting": f"${compile_cache.ENV_VAR} or --compile-cache"}
     from ipt_ms import levers
 
-    env["levers"] = {"stored": levers.describe(), "setting": f"${levers.ENV_VAR} or --levers; ipt-ms tune"}
+    env["levers"] = {"stored": levers.describe(),
+                     "setting": f"${levers.ENV_VAR}, --levers or levers= (library); ipt-ms tune"}
     env["collective"] = {"backend_by_device": ", ".join(f"{d}: {b}" for d, b in COLLECTIVE_BACKENDS.items())}
     return env
 

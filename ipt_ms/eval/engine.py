@@ -115,8 +115,9 @@ def _resolve_task_kind(spec: IPTSpec, predictor) -> None:
 
 
 def create_runner(framework: str, weights: str, task: str, *, label: str | None = None, batch_size: int = 64,
-                  device: str = "auto", mode: str = "graph", progress: bool = False, **overrides) -> Runner:
-    """Load `weights` in `framework` for `task` (via `create_predictor`).
+                  device: str = "auto", mode: str = "graph", progress: bool = False, levers: str | None = None,
+                  **overrides) -> Runner:
+    """Load `weights` in `framework` for `task` (via `create_predictor`, which applies `levers`).
 
     A single-task checkpoint that does not record its task name (the released
     IPT_dn30.pt, IPT_derain.pt, ...) is accepted when `task` is a well-formed task name
@@ -126,7 +127,7 @@ def create_runner(framework: str, weights: str, task: str, *, label: str | None 
 
     check_regular_file(weights)
     predictor, spec = create_predictor(framework, weights, task, batch_size=batch_size, device=device, mode=mode,
-                                       progress=progress, **overrides)
+                                       progress=progress, levers=levers, **overrides)
     _resolve_task_kind(spec, predictor)
     digest = weights_digest(weights, **overrides)
     return Runner(label or getattr(predictor, "framework", framework), predictor, spec, weights, digest)

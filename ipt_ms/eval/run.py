@@ -55,12 +55,17 @@ class EvalRequest:
     save_images: bool = False
     restart: bool = False
     progress: bool = True
+    levers: str | None = None  # CPU levers (`ipt_ms.levers`): stored, trial, default; None: $IPT_MS_LEVERS
     overrides: dict = field(default_factory=dict)
 
     def check(self) -> None:
         from ipt_ms.tiling import get_protocol
 
         get_protocol(self.protocol)
+        if self.levers is not None:
+            from ipt_ms.levers import parse_policy
+
+            parse_policy(self.levers, "levers")
         if self.batch_size < 1:
             raise IPTError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.lr not in ("files", "generate", "auto"):
@@ -88,7 +93,8 @@ class EvalRequest:
 
     def runner(self, framework: str, weights: str | None = None) -> Runner:
         return create_runner(framework, weights or self.weights, self.task, batch_size=self.batch_size,
-                             device=self.device, mode=self.mode, progress=self.progress, **self.overrides)
+                             device=self.device, mode=self.mode, progress=self.progress, levers=self.levers,
+                             **self.overrides)
 
     def default_out(self, what: str, runners: list[Runner]) -> Path:
         """eval-results/<weights name>-<digest>-<task>-<what>-<protocol>[-x8] (`weights_name`: the run

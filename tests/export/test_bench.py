@@ -41,6 +41,9 @@ def test_smoke_run_writes_only_its_section(tmp_path):
     assert "| framework | tiles | image (s) |" in text
     graph = [r for r in results if r["job"]["framework"] == "mindspore-graph"]
     assert [r["job"]["cache_state"] for r in graph] == ["cold", "warm"]  # same compile cache, two processes
+    for r in results:  # every MindSpore row says which levers it ran with; they do not apply to the others
+        assert bool(r["levers"]) == r["job"]["framework"].startswith("mindspore"), r
+    assert "- Levers (MindSpore, `ipt_ms.levers`): " in text and " | levers | threads |" in text
 
 
 def test_benchmarks_refuse_to_write_figures_from_a_loaded_machine(tmp_path):
@@ -117,3 +120,59 @@ def test_profile_parts_add_up_to_the_network():
     assert max(r["rel_err"] for r in rows) < 1e-4  # each MindSpore part computes what the PyTorch part does
     assert rows[-1]["vs_full_network"] < 1e-5
     assert "| **sum** |" in render(rows, "tiny", 2, 1)
+
+
+@pytest.fixture
+def levers_cache(tmp_path, monkeypatch):
+    """This user's compile cache in a temporary folder, with no levers setting in the environment."""
+    from ipt_ms import levers
+
+    monkeypatch.setenv("IPT_MS_COMPILE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("IPT_MS_LEVERS", raising=False)
+    monkeypatch.delenv("IPT_MS_CONV_AS_MATMUL", raising=False)
+    monkeypatch.setattr(levers, "_policy_override", None)
+    return tmp_path / "cache"
+
+
+def _store_as_tune_does(spec, mode: str, choice) -> None:
+    from ipt_ms import levers
+    from ipt_ms.runtime import configure
+
+    configure("cpu", mode)
+    assert levers.store_choice(levers.choice_key(spec, "sr_x2"), choice, {"native x1": 0.1}) is not None
+
+
+def test_bench_runs_the_levers_a_user_gets_and_says_which(levers_cache, monkeypatch):
+    """The parent resolves the levers by the library's rule from this user's stored choices
+    (the workers' compile cache is a scratch folder) and `--levers default` ignores them."""
+    from bench.run import levers_label, resolve_levers
+    from ipt_ms.levers import Levers
+
+    spec = IPTSpec.tiny(scales=(2,), task_names=("sr_x2",))  # the --smoke model
+    _store_as_tune_does(spec, "graph", Levers(False, 1))
+    every = ["mindspore-graph", "mindspore-pynative", "torch", "onnxruntime"]
+    stored = {"conv_as_matmul": False, "call_tiles": 1, "origin": "stored"}
+    built_in = {"conv_as_matmul": None, "call_tiles": None, "origin": "built-in"}
+    assert resolve_levers(spec, "sr_x2", None, "cpu", every) == {"graph": stored, "pynative": built_in}
+    assert resolve_levers(spec, "sr_x2", "stored", "cpu", every)["graph"] == stored
+    assert resolve_levers(spec, "sr_x2", "default", "cpu", every) == {"graph": built_in, "pynative": built_in}
+    monkeypatch.setenv("IPT_MS_LEVERS", "default")  # what a user gets follows the environment too
+    assert resolve_levers(spec, "sr_x2", None, "cpu", every)["graph"] == built_in
+    assert resolve_levers(spec, "sr_x2", "stored", "cpu", every)["graph"] == stored  # --levers wins
+    assert resolve_levers(spec, "sr_x2", None, "cpu", ["torch"]) == {}
+    assert levers_label(stored) == "native convolutions, 1 tile per call (stored)" and levers_label({}) == "-"
+
+
+def test_bench_worker_runs_with_the_levers_it_is_handed(levers_cache, tmp_path):
+    """What a worker records is what its predictor ran with, not merely what it was asked."""
+    from bench.run import Job, make_weights, run_job
+
+    spec = IPTSpec.tiny(scales=(2,), task_names=("sr_x2",))
+    weights = make_weights(spec, tmp_path)
+    asked = {"conv_as_matmul": False, "call_tiles": 1, "origin": "stored"}
+    result = run_job(Job("mindspore-graph", 2, 1, weights, "sr_x2", levers=asked))
+    assert result.levers == asked and len(result.warm_s) == 1
+    result = run_job(Job("mindspore-graph", 2, 1, weights, "sr_x2",
+                         levers={"conv_as_matmul": None, "call_tiles": None, "origin": "built-in"}))
+    assert result.levers == {"conv_as_matmul": True, "call_tiles": 2, "origin": "built-in"}  # CPU: im2col, <= batch
+    assert run_job(Job("torch", 2, 1, weights, "sr_x2")).levers == {}

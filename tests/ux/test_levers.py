@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ipt_ms import levers
@@ -309,3 +310,123 @@ def test_tune_takes_a_registered_name():
     from ipt_ms.spec import IPTSpec
 
     assert model_spec_for("ipt_tiny", "0", {}) == IPTSpec.tiny(task_names=("sr_x2",))
+
+
+# ------------------------------------------------------------------------------ the library
+class CallSizes:
+    """A network wrapper that records how many tiles each call holds (the tiles-per-call lever at work)."""
+
+    def __init__(self, net):
+        self.net, self.sizes = net, []
+
+    def __call__(self, x, task_idx):
+        self.sizes.append(int(x.shape[0]))
+        return self.net(x, task_idx)
+
+    def __getattr__(self, name):
+        return getattr(self.net, name)
+
+
+def restored_call_sizes(net, spec, **kwargs) -> list[int]:
+    """restore_image on a 40x40 photo crop (16 tiles of 24 px); the tile count of every network call."""
+    from skimage import data
+
+    from ipt_ms.inference import restore_image
+
+    spy = CallSizes(net)
+    out = restore_image(spy, spec, data.astronaut()[100:140, 150:190], "sr_x2", **kwargs)
+    assert out.shape == (80, 80, 3) and np.isfinite(out).all()
+    return spy.sizes
+
+
+def test_load_model_and_restore_image_follow_the_stored_choice(cache, tiny_spec, tiny_ckpt, fake_measure):
+    from ipt_ms.inference import load_model
+
+    write_record(tiny_spec, GOOD)  # as `ipt-ms tune` stores it: native convolutions, 1 tile per call
+    net, spec = load_model(str(tiny_ckpt), device="cpu", mode="graph")
+    assert conv_flags(net) == {False}
+    sizes = restored_call_sizes(net, spec)
+    assert sizes and set(sizes) == {1}, sizes
+    assert fake_measure == []  # a stored choice: never a trial
+
+
+def test_create_model_follows_the_stored_choice_and_levers_default_ignores_it(cache, tiny_spec, tiny_ckpt,
+                                                                             monkeypatch):
+    import ipt_ms
+    from ipt_ms.inference import load_model, predictor_for
+
+    write_record(tiny_spec, GOOD)
+    net, spec = ipt_ms.create_model("ipt_tiny", device="cpu", mode="graph")  # IPTSpec.tiny: the same key
+    assert conv_flags(net) == {False}
+    assert predictor_for(net, spec, "sr_x2").levers == levers.Levers(False, 1, origin="stored")
+
+    net, spec = load_model(str(tiny_ckpt), device="cpu", mode="graph", levers="default")
+    assert conv_flags(net) == {True}  # the built-in CPU convolutions, whatever is stored
+    predictor = predictor_for(net, spec, "sr_x2")  # the net keeps its setting
+    assert predictor.call_tiles == 8 and predictor.levers == levers.Levers(True, 8, origin="built-in")
+    assert max(restored_call_sizes(net, spec)) == 8
+    assert predictor_for(net, spec, "sr_x2", levers="stored").call_tiles == 1  # asked for: the stored tiles
+
+    monkeypatch.setenv("IPT_MS_LEVERS", "default")  # the environment, as for the CLI
+    net, _ = ipt_ms.create_model("ipt_tiny", device="cpu", mode="graph")
+    assert conv_flags(net) == {True} and predictor_for(net, spec, "sr_x2").call_tiles == 8
+
+
+@pytest.mark.parametrize("case", ["not JSON", "another machine's key", "unknown tile count"])
+def test_the_library_warns_in_one_line_about_a_bad_stored_choice_and_uses_the_built_in_levers(
+        case, cache, tiny_spec, tiny_ckpt, caplog):
+    from ipt_ms.inference import load_model, predictor_for
+
+    path = write_record(tiny_spec, GOOD)
+    damage, reason = CORRUPT[case]
+    damage(path)
+    caplog.set_level(logging.INFO, logger="ipt_ms")
+    net, spec = load_model(str(tiny_ckpt), device="cpu", mode="graph")
+    predictor = predictor_for(net, spec, "sr_x2")
+    assert conv_flags(net) == {True} and predictor.call_tiles == 8
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and lines[0].startswith(f"stored levers {path} not used: "), lines
+    assert reason in lines[0] and lines[0].endswith("; using the built-in levers")
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+
+
+def test_the_library_measures_only_when_asked(cache, tiny_spec, tiny_ckpt, fake_measure):
+    from ipt_ms.errors import IPTError
+    from ipt_ms.inference import load_model, predictor_for
+
+    net, spec = load_model(str(tiny_ckpt), device="cpu", mode="graph")  # nothing stored: built-in, no trial
+    assert fake_measure == [] and conv_flags(net) == {True} and not (cache / "levers").exists()
+    net, spec = load_model(str(tiny_ckpt), device="cpu", mode="graph", levers="trial")
+    assert len(fake_measure) == 1 and conv_flags(net) == {False}  # the fake trial's pick, stored
+    assert predictor_for(net, spec, "sr_x2").levers == levers.Levers(False, 1, origin="trial")
+    assert len(fake_measure) == 1 and len(stored_files(cache)) == 1
+    net, spec = load_model(str(tiny_ckpt), device="cpu", mode="graph", levers="trial")  # a new process would...
+    assert predictor_for(net, spec, "sr_x2").levers == levers.Levers(False, 1, origin="stored")  # ...read it
+    assert len(fake_measure) == 1
+    with pytest.raises(IPTError, match=r"^levers='fastest': use stored, trial or default$"):
+        load_model(str(tiny_ckpt), device="cpu", levers="fastest")
+
+
+def test_the_eval_engine_takes_levers(cache, tiny_spec, tiny_ckpt):
+    from ipt_ms.eval.engine import create_runner
+
+    write_record(tiny_spec, GOOD)
+    stored = create_runner("mindspore", str(tiny_ckpt), "sr_x2", device="cpu")
+    assert stored.predictor.levers == levers.Levers(False, 1, origin="stored")
+    built_in = create_runner("mindspore", str(tiny_ckpt), "sr_x2", device="cpu", levers="default")
+    assert built_in.predictor.levers == levers.Levers(True, 8, origin="built-in")
+
+
+def test_levers_are_resolved_once_per_network_and_task(cache, tiny_ckpt, fake_measure, monkeypatch):
+    """With no compile cache a trial cannot be stored: restoring image after image must not re-measure."""
+    from ipt_ms.inference import load_model, predictor_for
+
+    monkeypatch.setenv("IPT_MS_COMPILE_CACHE", "off")
+    net, spec = load_model(str(tiny_ckpt), device="cpu", mode="graph", levers="trial")
+    assert len(fake_measure) == 1
+    for _ in range(3):  # restore_image's predictor, image after image
+        assert predictor_for(net, spec, "sr_x2").levers == levers.Levers(False, 1, origin="trial")
+    assert len(fake_measure) == 1
+    for _ in range(2):  # another task's scale: its own trial, once
+        predictor_for(net, spec, "sr_x3")
+    assert len(fake_measure) == 2
