@@ -21,7 +21,8 @@ def register(subparsers) -> None:
         "restore", help="restore images (super-resolve, denoise, derain, ...)",
         description="Run IPT over whole images: tiled with the official test-time protocol (48-px "
                     "tiles, stride 12, overlaps averaged), any size. PNG/JPEG/BMP/TIFF/WebP/PPM in, PNG out: "
-                    "IMAGE.ext becomes OUTPUT/IMAGE_<task>.png (and .npy with --save-raw). Checked before "
+                    "IMAGE.ext becomes OUTPUT/IMAGE_<task>.png (and .npy with --save-raw; -o NAME.png for one image). "
+                    "Checked before "
                     "anything runs: two different inputs with the same name stem, or an output that would "
                     "replace one of the inputs, are refused; existing outputs are replaced only with "
                     "--overwrite. Every input is decoded before the model loads. Grayscale stays grayscale "
@@ -30,7 +31,8 @@ def register(subparsers) -> None:
     p.add_argument("images", nargs="*", help="image files or folders of images")
     add_weights_source(p, ".ckpt, .pt/.pth, .safetensors, or .onnx with --framework onnx")
     p.add_argument("--task", default="0", help="task name or index (default 0)")
-    p.add_argument("-o", "--output", required=True, help="output folder (created if needed)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output folder (created if needed), or, for one input image, a file name ending in .png")
     p.add_argument("--overwrite", action="store_true",
                    help="replace outputs that already exist (an input is never replaced)")
     p.add_argument("--framework", default="mindspore",
@@ -83,13 +85,34 @@ def collect_inputs(items: list[str]) -> list:
     return paths
 
 
+def output_target(output, paths: list):
+    """`(folder, file or None)` for `-o OUTPUT`: a name ending in .png that is not a folder
+    is the output file of a single input (so `-o restored.png` never makes a folder called
+    restored.png); any other image ending is refused, as restore writes PNG only."""
+    from pathlib import Path
+
+    from ipt_ms.data.imageio import IMAGE_EXTENSIONS
+    from ipt_ms.errors import IPTError
+
+    output = Path(output)
+    suffix = output.suffix.lower()
+    if output.is_dir() or suffix not in IMAGE_EXTENSIONS:
+        return output, None
+    if suffix != ".png":
+        raise IPTError(f"-o {str(output)!r}: restore writes PNG; name the file .png or give an output folder")
+    if len(paths) != 1:
+        raise IPTError(f"-o {str(output)!r} names one output file, but {len(paths)} images were given; "
+                       "give an output folder")
+    return output.parent, output
+
+
 def plan_outputs(paths: list, out_dir, task: str, save_raw: bool, overwrite: bool,
-                 check_existing: bool = True) -> list[tuple]:
+                 check_existing: bool = True, single_file=None) -> list[tuple]:
     """Output files per input, `[(png, npy or None), ...]`, checked before anything runs.
 
     Refused with one line naming the files: two inputs mapping to one output (same name
     stem), an output that is one of the inputs, and (unless `overwrite`) an output that
-    already exists.
+    already exists. `single_file` (one input) replaces the folder's IMAGE_<task>.png.
     """
     import os
     from pathlib import Path
@@ -109,7 +132,7 @@ def plan_outputs(paths: list, out_dir, task: str, save_raw: bool, overwrite: boo
     plan, existing = [], []
     for path in map(Path, paths):
         check_name_part(path.stem, path)  # a newline or ESC in an input's name never reaches an output's
-        png = Path(out_dir) / f"{path.stem}_{task}.png"
+        png = Path(single_file) if single_file is not None else Path(out_dir) / f"{path.stem}_{task}.png"
         targets = (png, png.with_suffix(".npy") if save_raw else None)
         for target in filter(None, targets):
             other = claimed.setdefault(target.name, path)
@@ -146,8 +169,10 @@ def run(args) -> int:
     setup_logging(args.quiet)
     weights = weights_source(args)
     paths = collect_inputs(args.images)
-    out_dir = check_output_dir(args.output)
-    plan_outputs(paths, out_dir, "<task>", args.save_raw, args.overwrite, check_existing=False)  # name clashes
+    out_dir, single_file = output_target(args.output, paths)
+    out_dir = check_output_dir(out_dir)
+    plan_outputs(paths, out_dir, "<task>", args.save_raw, args.overwrite, check_existing=False,
+                 single_file=single_file)  # name clashes
     images = [read_image_planes(p) for p in paths]  # decode everything first: a bad file stops before any output
     predictor, spec = create_predictor(args.framework, weights, args.task, batch_size=args.batch_size,
                                        device=args.device, mode=args.mode, progress=not args.quiet,
@@ -157,7 +182,7 @@ def run(args) -> int:
                   scale=predictor.scale, protocol=args.protocol,
                   call_tiles=getattr(predictor, "call_tiles", args.batch_size),
                   held_bytes=sum(im.rgb.nbytes + (im.alpha.nbytes if im.alpha is not None else 0) for im in images))
-    plan = plan_outputs(paths, out_dir, task, args.save_raw, args.overwrite)
+    plan = plan_outputs(paths, out_dir, task, args.save_raw, args.overwrite, single_file=single_file)
     warn_if_seeded(weights, predictor.provenance)  # after every check: an error stays one line
     show = not args.quiet and len(images) > 1
     done = 0

@@ -60,6 +60,25 @@ def test_restore_replaces_existing_outputs_only_with_overwrite(photos, tiny_ckpt
     assert sorted(p.name for p in (photos / "out").iterdir()) == ["photo_sr_x2.npy", "photo_sr_x2.png"]
 
 
+def test_restore_to_a_png_name_writes_that_file_not_a_folder(photos, tiny_ckpt):
+    proc = run_cli("restore", "--weights", tiny_ckpt, "a/photo.png", "-o", "restored.png", "-q", "--save-raw",
+                   cwd=photos)
+    assert proc.returncode == 0, proc.stderr
+    assert (photos / "restored.png").is_file() and (photos / "restored.png").read_bytes()[:4] == b"\x89PNG"
+    assert (photos / "restored.npy").is_file()
+    before = Snapshot.take(photos, dirs=True)
+    again = run_cli("restore", "--weights", tiny_ckpt, "a/photo.png", "-o", "restored.png", "-q", cwd=photos)
+    assert_one_line_error(again, "restored.png", "--overwrite")
+    onto_input = run_cli("restore", "--weights", tiny_ckpt, "a/photo.png", "-o", "a/photo.png", "-q",
+                         "--overwrite", cwd=photos)
+    assert_one_line_error(onto_input, "a/photo.png", "one of the inputs")
+    many = run_cli("restore", "--weights", tiny_ckpt, "a/photo.png", "photo.jpg", "-o", "two.png", "-q", cwd=photos)
+    assert_one_line_error(many, "two.png", "2 images", "folder")
+    jpeg = run_cli("restore", "--weights", tiny_ckpt, "a/photo.png", "-o", "out.jpg", "-q", cwd=photos)
+    assert_one_line_error(jpeg, "out.jpg", "PNG")
+    before.assert_same(Snapshot.take(photos, dirs=True))
+
+
 def test_restore_same_file_twice_is_restored_once(photos, tiny_ckpt):
     proc = run_cli("restore", "--weights", tiny_ckpt, "a/photo.png", "a/photo.png", "a", "-o", "out", "-q",
                    cwd=photos)
