@@ -216,10 +216,28 @@ def main(argv: list[str] | None = None) -> int:
     except StageStoppedError as err:
         print(err)
         return 3
-    hours = (time.monotonic() - started) / 3600
+    hours = max((time.monotonic() - started) / 3600, training_hours(runs))
     report = write_report(Path(args.out), runs, seeds, scores, args.scale, one_line(), hours, HELD_OUT_PHOTOS)
     print(report)
     return 0
+
+
+def training_hours(runs: Path) -> float:
+    """Training time of every run under `runs`, summed (first to last logged step, whichever
+    invocation ran it), so the report's time survives a stop and resume of `make replicate`."""
+    total = 0.0
+    for metrics in runs.glob("*/metrics.jsonl"):
+        times = []
+        for line in metrics.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("time"), (int, float)):
+                times.append(record["time"])
+        if times:
+            total += max(times) - min(times)
+    return total / 3600
 
 
 def write_report(out: Path, runs: Path, seeds: list[int], scores: dict, scale: float, machine: str, hours: float,
