@@ -23,6 +23,19 @@ def test_make_weights_tiny_is_the_model_of_configs_tiny_yaml(tmp_path):
     assert load_weights(tmp_path / "t.ckpt")[0] == config_spec
 
 
+def test_there_is_one_tiny_model():
+    """configs/tiny.yaml (above), `make-weights --preset tiny`, the registry's `ipt_tiny` and doctor's
+    model are all `IPTSpec.tiny` (they had drifted to 8 vs 16 features, one task vs two)."""
+    from ipt_ms.doctor import training_spec
+    from ipt_ms.presets import preset_spec
+    from ipt_ms.registry import model_spec
+    from ipt_ms.spec import IPTSpec
+
+    tiny = IPTSpec.tiny()
+    assert model_spec("ipt_tiny") == preset_spec("tiny") == tiny
+    assert training_spec() == tiny.replace(scales=(2,), task_names=("sr_x2",), num_queries=1)
+
+
 def test_a_file_without_recorded_heads_gets_a_note_not_a_silent_default(tmp_path):
     import torch
 
