@@ -11,8 +11,8 @@ import os
 import pytest
 
 from ipt_ms import fileio
-from ipt_ms.fileio import paths
 from ipt_ms.errors import IPTError
+from ipt_ms.fileio import paths
 
 
 @pytest.fixture(autouse=True)
