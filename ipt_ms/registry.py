@@ -58,7 +58,8 @@ _ENTRIES = (
     ModelEntry("ipt_denoise_30", _single("denoise_30"), "denoising, sigma 30 (IPT_dn30.pt; Hub ipt_denoise30_*)"),
     ModelEntry("ipt_denoise_50", _single("denoise_50"), "denoising, sigma 50 (IPT_dn50.pt; Hub ipt_denoise50_*)"),
     ModelEntry("ipt_derain", _single("derain"), "deraining (IPT_derain.pt; Hub ipt_derain_*.ckpt)"),
-    ModelEntry("ipt_tiny", IPTSpec.tiny, "x2, 8 features, 1+1 layers, 2 heads, 24-px patches: tests and CPU demos"),
+    ModelEntry("ipt_tiny", IPTSpec.tiny, "sr_x2 + denoise_30, 16 features, 1+1 layers, 2 heads, 24-px patches, "
+               "0.86M parameters: configs/tiny.yaml, make-weights --preset tiny, tests and CPU demos"),
     ModelEntry("ipt_small", _small, "6 tasks, 32 features, 1+1 layers, 4.0M parameters, trained by this project "
                "on bundled photos; ships with the package (pretrained=True, docs/model_card_small.md)",
                shipped="ipt_small.safetensors"),

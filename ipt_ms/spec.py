@@ -19,6 +19,8 @@ from ipt_ms.errors import IPTError
 from ipt_ms.tasks import PRETRAIN_SCALES, PRETRAIN_TASKS, Task, default_task_names, parse_task
 
 RGB_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K mean used by the official MeanShift
+#: the tasks of the one small model, `IPTSpec.tiny`
+TINY_TASKS = ("sr_x2", "denoise_30")
 
 #: Upper bounds far above any published IPT, so that an architecture read from a file's
 #: metadata cannot ask for absurd allocations before its tensors are checked.
@@ -332,9 +334,18 @@ class IPTSpec:
         return cls(scales=PRETRAIN_SCALES, task_names=PRETRAIN_TASKS, num_queries=len(PRETRAIN_TASKS), **overrides)
 
     @classmethod
-    def tiny(cls, scales: tuple[int, ...] = (2,), **overrides: Any) -> IPTSpec:
-        """A small model for tests and CPU demos: 8 features, 1+1 layers, 2 heads, 24px patches."""
-        params = dict(n_feats=8, patch_size=24, patch_dim=3, num_heads=2, num_layers=1,
-                      num_queries=len(scales))
+    def tiny(cls, scales: tuple[int, ...] | None = None, **overrides: Any) -> IPTSpec:
+        """The one small model, defined here only: sr_x2 + denoise_30, 16 features, 1+1 layers, 2 heads,
+        24-px patches (0.86M parameters). It is configs/tiny.yaml's `model:`, `make-weights --preset tiny`,
+        the registry's `ipt_tiny` and doctor's model; tests vary it with `scales=`/`task_names=`/fields.
+
+        Without `scales`, the scales follow `task_names` (default `TINY_TASKS`); with `scales` and no
+        `task_names`, the tasks are left unnamed (default names), as a file that only says its scales.
+        """
+        if scales is None:
+            names = overrides.setdefault("task_names", TINY_TASKS)
+            scales = tuple(parse_task(name).scale for name in names)
+        params: dict[str, Any] = dict(n_feats=16, patch_size=24, patch_dim=3, num_heads=2, num_layers=1,
+                                      num_queries=len(scales))
         params.update(overrides)
         return cls(scales=tuple(scales), **params)

@@ -89,7 +89,8 @@ def read_manifest(name: str) -> dict[str, tuple[int, ...]]:
 def tiny_spec():
     from ipt_ms.spec import IPTSpec
 
-    return IPTSpec.tiny(scales=(2, 3, 4, 1), task_names=("sr_x2", "sr_x3", "sr_x4", "denoise_30"))
+    # four tasks of the tiny at 8 features: ~1 MB files, which the full-disk tests' tmpfs sizes assume
+    return IPTSpec.tiny(scales=(2, 3, 4, 1), task_names=("sr_x2", "sr_x3", "sr_x4", "denoise_30"), n_feats=8)
 
 
 @pytest.fixture(scope="session")

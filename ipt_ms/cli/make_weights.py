@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ipt_ms.cli._common import positive_int, seed_int
-from ipt_ms.presets import PRESETS, TINY_MODEL, preset_spec  # noqa: F401 (re-exported)
+from ipt_ms.presets import PRESETS, preset_spec  # noqa: F401 (re-exported)
 
 
 def register(subparsers) -> None:

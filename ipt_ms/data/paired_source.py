@@ -8,8 +8,8 @@ import numpy as np
 
 from ipt_ms.data.augment import augment
 from ipt_ms.data.batch_source import BatchSource
-from ipt_ms.data.folders import PairDataset
 from ipt_ms.data.imageio import ImageReadError
+from ipt_ms.data.pairs import PairDataset
 from ipt_ms.data.store import ImageStore
 from ipt_ms.errors import IPTError
 from ipt_ms.tasks import Task

@@ -42,9 +42,9 @@ import os
 from ipt_ms.data.augment import augment
 from ipt_ms.data.batch_source import BatchSource
 from ipt_ms.data.blur import KernelBank
-from ipt_ms.data.folders import PairDataset
 from ipt_ms.data.image_scan import scan_images
 from ipt_ms.data.paired_source import PairedPatchSource
+from ipt_ms.data.pairs import PairDataset
 from ipt_ms.data.synthetic_source import PretrainSource
 from ipt_ms.tasks import PRETRAIN_TASKS, Task, parse_task
 
@@ -74,7 +74,7 @@ def finetune_source(
 ) -> BatchSource:
     """Single-task fine-tuning source.
 
-    ``data`` is either stored pairs (a :class:`~ipt_ms.data.folders.PairDataset` from
+    ``data`` is either stored pairs (a :class:`~ipt_ms.data.pairs.PairDataset` from
     ``div2k``, ``rain_pairs``, ``gopro``...: aligned crops) or a folder of clean images
     (degraded on the fly like pre-training, with this one task). ``task_idx`` defaults to
     the task's position in ``PRETRAIN_TASKS`` (so fine-tuning the 6-head pre-trained model

@@ -25,7 +25,7 @@ def main() -> int:
     import mindspore as ms
     from mindspore import ops
 
-    from ipt_ms.doctor import training_spec
+    from ipt_ms.doctor.checks import training_spec
     from ipt_ms.inference import build_model
     from ipt_ms.runtime import configure
     from ipt_ms.train.distributed import init_distributed

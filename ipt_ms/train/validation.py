@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ipt_ms.config import ConfigError
-from ipt_ms.data.folders import Pair
+from ipt_ms.data.pairs import Pair
 from ipt_ms.errors import IPTError
 from ipt_ms.metrics import mean_score
 from ipt_ms.spec import IPTSpec
@@ -104,7 +104,7 @@ def split_holdout(items, count: int, seed: int):
     """(training items, held-out items): `count` of them picked with `seed`, order kept.
 
     `items` is a list of image files or a `PairDataset` of stored pairs."""
-    from ipt_ms.data.folders import PairDataset
+    from ipt_ms.data.pairs import PairDataset
     from ipt_ms.data.seeding import rng_from
 
     n = len(items)
@@ -151,8 +151,8 @@ def holdout_pairs(held, task: Task, cfg: TrainConfig) -> list[Pair]:
     crop of every image first (the strips show those), then the other `val.crops - 1` crops
     of each image (named ``<name>@<top>,<left>``, in target pixels)."""
     from ipt_ms.data.degrade import Degrader
-    from ipt_ms.data.folders import PairDataset
     from ipt_ms.data.imageio import read_image
+    from ipt_ms.data.pairs import PairDataset
 
     crop, s, seed, extra = cfg.val.crop, task.scale, cfg.train.seed, cfg.val.crops - 1
     centres, others = [], []

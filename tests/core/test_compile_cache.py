@@ -150,7 +150,7 @@ def test_the_key_changes_with_everything_compiled_in(monkeypatch):
     monkeypatch.setattr(ms, "__version__", "9.9.9")
     variants["mindspore version"] = compile_cache.graph_key(net, (x, 0), {})
     monkeypatch.undo()
-    monkeypatch.setitem(compile_cache._source_hashes, "<ipt_ms package>", "edited")
+    monkeypatch.setitem(compile_cache.keys._source_hashes, "<ipt_ms package>", "edited")
     variants["code"] = compile_cache.graph_key(net, (x, 0), {})
     assert base not in variants.values() and len(set(variants.values())) == len(variants), variants
 
@@ -163,7 +163,7 @@ def test_dependency_hash_matches_what_mindspore_writes(tmp_path):
         "import sys, mindspore as ms, numpy as np\n"
         "sys.path.insert(0, {!r})\n"
         "import ipt_ms\n"
-        "from ipt_ms import compile_cache as cc\n"
+        "from ipt_ms.compile_cache import scratch as cc\n"
         "ms.set_context(mode=ms.GRAPH_MODE, enable_compile_cache=True, compile_cache_path={!r})\n"
         "@ms.jit\n"
         "def double(a):\n"

@@ -79,13 +79,13 @@ def test_mismatch_lists_missing_unexpected_and_misshaped_keys():
     state = random_state(spec.torch_state_shapes())
     del state["body.linear_encoding.bias"]
     state["body.extra.weight"] = np.zeros(3, np.float32)
-    state["head.0.0.weight"] = np.zeros((8, 3, 5, 5), np.float32)
+    state["head.0.0.weight"] = np.zeros((16, 3, 5, 5), np.float32)
     with pytest.raises(WeightsMismatchError) as info:
         torch_to_mindspore(state, spec)
     err = info.value
     assert err.missing == ["body.linear_encoding.bias"]
     assert err.unexpected == ["body.extra.weight"]
-    assert err.mismatched == [("head.0.0.weight", (8, 3, 3, 3), (8, 3, 5, 5))]
+    assert err.mismatched == [("head.0.0.weight", (16, 3, 3, 3), (16, 3, 5, 5))]
     message = str(err)
     assert "missing 1" in message and "unexpected 1" in message and "head.0.0.weight" in message
 

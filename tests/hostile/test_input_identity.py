@@ -12,11 +12,12 @@ import pytest
 
 from ipt_ms import fileio
 from ipt_ms.errors import IPTError
+from ipt_ms.fileio import paths
 
 
 @pytest.fixture(autouse=True)
 def _no_inputs_recorded(monkeypatch):
-    monkeypatch.setattr(fileio, "_INPUTS", {})
+    monkeypatch.setattr(paths, "_INPUTS", {})
 
 
 def test_deleted_input_does_not_protect_the_file_on_its_inode(tmp_path):
@@ -28,7 +29,7 @@ def test_deleted_input_does_not_protect_the_file_on_its_inode(tmp_path):
     new = tmp_path / "best_sr_x3.ckpt"
     new.write_bytes(b"best so far")
     info = os.stat(new)
-    fileio._INPUTS[(info.st_dev, info.st_ino)] = str(old)  # the kernel reused the inode number
+    paths._INPUTS[(info.st_dev, info.st_ino)] = str(old)  # the kernel reused the inode number
     assert fileio.input_at(new) is None
     with fileio.atomic_output(new, overwrite=True) as tmp:
         tmp.write_bytes(b"better")

@@ -19,7 +19,7 @@ import pytest
 from ipt_ms.spec import IPTSpec
 from tests.hostile.conftest import Snapshot, assert_one_line_error, run_cli
 
-SPEC = IPTSpec.tiny()  # sr_x2, 8 features, 1+1 layers, 2 heads
+SPEC = IPTSpec.tiny()  # sr_x2 + denoise_30, 16 features, 1+1 layers, 2 heads
 
 
 def _varint(n: int) -> bytes:

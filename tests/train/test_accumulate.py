@@ -54,7 +54,7 @@ def tiny_sr():
     from ipt_ms.spec import IPTSpec
     from parity.seeded import seeded_state
 
-    spec = IPTSpec.tiny(scales=(2,), task_names=("sr_x2",))
+    spec = IPTSpec.tiny(task_names=("sr_x2",), n_feats=8)  # the tolerances below were measured at 8 features
     return spec, seeded_state(spec, seed=4)
 
 

@@ -9,10 +9,10 @@ import pytest
 def test_training_matches_pytorch_over_20_adam_steps():
     from ipt_ms.spec import IPTSpec
     from parity.relu_kinks import MAX_FIT_KINKS
-    from parity.train_parity import CURVE_TOLERANCE, GRAD_TOLERANCE, run_train_parity
+    from parity.train_parity import CURVE_TOLERANCE, GRAD_TOLERANCE, TRAIN_PARITY_FEATS, run_train_parity
 
     # two tasks with different tails: head switching and the dense Adam update of unused heads
-    spec = IPTSpec.tiny(scales=(2, 1), task_names=("sr_x2", "denoise_30"))
+    spec = IPTSpec.tiny(n_feats=TRAIN_PARITY_FEATS)
     report = run_train_parity(spec, steps=20, contrastive="eq5", weight=0.1, lr=2e-4, clip_norm=1.0)
     print(report.summary())
     assert max(report.loss_rel_err.values()) <= 1e-4, report.loss_rel_err

@@ -23,6 +23,22 @@ def test_make_weights_tiny_is_the_model_of_configs_tiny_yaml(tmp_path):
     assert load_weights(tmp_path / "t.ckpt")[0] == config_spec
 
 
+def test_there_is_one_tiny_model():
+    """configs/tiny.yaml (above), `make-weights --preset tiny`, the registry's `ipt_tiny`, doctor's model and
+    configs/tiny_finetune.yaml (its sr_x2 head) are all `IPTSpec.tiny` (they had drifted to 8 vs 16 features)."""
+    from ipt_ms.doctor import training_spec
+    from ipt_ms.presets import preset_spec
+    from ipt_ms.registry import model_spec
+    from ipt_ms.spec import IPTSpec
+    from ipt_ms.train.config import load_train_config
+
+    tiny = IPTSpec.tiny()
+    assert model_spec("ipt_tiny") == preset_spec("tiny") == tiny
+    sr_x2_only = tiny.replace(scales=(2,), task_names=("sr_x2",), num_queries=1)
+    assert training_spec() == sr_x2_only == IPTSpec.tiny(task_names=("sr_x2",))
+    assert load_train_config(str(ROOT / "configs" / "tiny_finetune.yaml")).model.spec() == sr_x2_only
+
+
 def test_a_file_without_recorded_heads_gets_a_note_not_a_silent_default(tmp_path):
     import torch
 

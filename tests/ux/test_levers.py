@@ -309,7 +309,7 @@ def test_tune_takes_a_registered_name():
     from ipt_ms.cli.tune import model_spec_for
     from ipt_ms.spec import IPTSpec
 
-    assert model_spec_for("ipt_tiny", "0", {}) == IPTSpec.tiny(task_names=("sr_x2",))
+    assert model_spec_for("ipt_tiny", "0", {}) == IPTSpec.tiny()
 
 
 # ------------------------------------------------------------------------------ the library
