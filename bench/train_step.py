@@ -21,7 +21,7 @@ any job (``--allow-loaded`` writes it marked LOADED).
 Presets (all with one sr_x2 head, 48x48 input patches, patch_dim 3, 12 heads):
   full    the paper's body: 64 features, 12 encoder + 12 decoder layers (115M params)
   medium  64 features, 2 + 2 layers (the full-size token width at a sixth of the depth)
-  tiny    IPTSpec.tiny: 8 features, 1 + 1 layers, 24-px patches, 2 heads
+  tiny    IPTSpec.tiny (configs/tiny.yaml): 16 features, 1 + 1 layers, 24-px patches, 2 heads
 """
 
 from __future__ import annotations
