@@ -217,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         print(err)
         return 3
     hours = max((time.monotonic() - started) / 3600, training_hours(runs))
-    report = write_report(Path(args.out), runs, seeds, scores, args.scale, one_line(), hours, HELD_OUT_PHOTOS)
+    report = write_report(Path(args.out), Path(args.runs), seeds, scores, args.scale, one_line(), hours,
+                          HELD_OUT_PHOTOS)
     print(report)
     return 0
 
@@ -268,7 +269,8 @@ def write_report(out: Path, runs: Path, seeds: list[int], scores: dict, scale: f
         "# The paper's pre-training claims, in miniature",
         "",
         f"Written by `make replicate` (scripts/replicate.py) on {time.strftime('%Y-%m-%d %H:%M')}: "
-        f"{hours:.2f} h on {machine}. Seeds {', '.join(map(str, seeds))}; step scale {scale:g} "
+        f"{hours:.2f} h of training (summed over the runs; the wall time is less where runs ran side by side) "
+        f"on {machine}. Seeds {', '.join(map(str, seeds))}; step scale {scale:g} "
         f"({scaled(PRETRAIN_EPOCHS, scale) * 100} pre-training and {scaled(FINETUNE_EPOCHS, scale) * 50} fine-tuning "
         "steps per run, batch 8). Model: configs/tiny.yaml (16 features, 1+1 layers, 0.86M parameters), pre-trained "
         f"on sr_x2 + denoise_30, fine-tuned per task with configs/tiny_finetune.yaml. Training photos: "
