@@ -1,5 +1,8 @@
 """Per-machine speed levers, picked by a short measured trial (like cuDNN's benchmark mode).
 
+(One idea, kept whole at ~450 lines: the policy, the stored choice and the trial share one
+key and one record format, and are read together when a choice looks wrong.)
+
 Which settings run IPT fastest on a CPU depends on the CPU and on the instruction set oneDNN
 uses: on an Intel Xeon with AMX, convolutions as im2col + matmul win; on an AVX2 AMD EPYC they
 may not, and one tile per Graph-mode call can beat eight. Two levers are compared:
