@@ -354,9 +354,11 @@ def test_create_model_follows_the_stored_choice_and_levers_default_ignores_it(ca
                                                                              monkeypatch):
     import ipt_ms
     from ipt_ms.inference import load_model, predictor_for
+    from ipt_ms.spec import IPTSpec
 
+    write_record(IPTSpec.tiny(), GOOD)  # ipt_tiny is IPTSpec.tiny (16 features; tiny_spec has 8)
     write_record(tiny_spec, GOOD)
-    net, spec = ipt_ms.create_model("ipt_tiny", device="cpu", mode="graph")  # IPTSpec.tiny: the same key
+    net, spec = ipt_ms.create_model("ipt_tiny", device="cpu", mode="graph")
     assert conv_flags(net) == {False}
     assert predictor_for(net, spec, "sr_x2").levers == levers.Levers(False, 1, origin="stored")
 
