@@ -149,7 +149,7 @@ else
         exit 2
     fi  # 4: the scheduler runs on another host (MASTER_ADDR is not local): nothing to check here
 fi
-PREFLIGHT=(-m ipt_ms.train.preflight --node-rank "${NODE_RANK:-0}")
+PREFLIGHT=(-m ipt_ms.cli.preflight --node-rank "${NODE_RANK:-0}")
 if [[ -n "${TRAIN_ENTRY:-}" ]]; then
     ENTRY=("$TRAIN_ENTRY")
     PREFLIGHT+=(--custom-entry)

@@ -1,7 +1,7 @@
 """The distributed launcher's check before msrun starts (scripts/train_distributed.sh).
 
 It parses `ipt-ms train`'s own arguments, so it lives with the CLI; the launcher runs it as
-``python -m ipt_ms.train.preflight``, a two-line entry point that calls `main` here.
+``python -m ipt_ms.cli.preflight``.
 
 A bad `--set` key, a missing data folder or a run directory that already holds checkpoints
 would otherwise surface only after msrun has started the scheduler and every worker (and,
@@ -9,7 +9,7 @@ on a cluster, after every node has joined). This parses the worker's arguments a
 `ipt-ms train` does, validates the config, and prints the run directory (output.dir after
 -o and --set) so the launcher can keep its logs there. One line and exit 2 on bad input.
 
-    python -m ipt_ms.train.preflight [--custom-entry] [--node-rank R] -- ipt-ms-train-args...
+    python -m ipt_ms.cli.preflight [--custom-entry] [--node-rank R] -- ipt-ms-train-args...
 
 ``--custom-entry``: the workers run another script (TRAIN_ENTRY) with arguments of its
 own: unknown options are allowed and the data folder is not required. ``--node-rank``:

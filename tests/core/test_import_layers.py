@@ -33,13 +33,12 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "ipt_ms.train", "ipt_ms.eval", "ipt_ms.compare", "ipt_ms",
     )),
     ("tools", ("ipt_ms.doctor",)),
-    ("cli", ("ipt_ms.cli", "ipt_ms.__main__", "ipt_ms.train.preflight")),
+    ("cli", ("ipt_ms.cli", "ipt_ms.__main__")),
 )
 
 # Entry points kept at an old path for a caller outside the package: in the CLI layer, and each its own
-# node in the subpackage graph. scripts/train_distributed.sh runs `python -m ipt_ms.train.preflight`
-# (the check is `ipt_ms.cli.preflight`); once it runs that path, this shim and entry can go.
-ENTRY_POINT_SHIMS = ("ipt_ms.train.preflight",)
+# node in the subpackage graph (none today; scripts/train_distributed.sh runs `ipt_ms.cli.preflight`).
+ENTRY_POINT_SHIMS: tuple[str, ...] = ()
 
 # `parity` (the PyTorch twin and the cross-framework comparison) is a layer of its own beside the
 # MindSpore package: it may use `ipt_ms` up to this layer, never the tools or the CLI ...
