@@ -79,6 +79,19 @@ def pynative():
     configure("cpu", "graph")
 
 
+@pytest.fixture
+def levers_cache(tmp_path, monkeypatch):
+    """This user's compile cache (where stored levers live) in a temporary folder, with no
+    levers setting from the environment or an earlier `set_policy`."""
+    from ipt_ms import levers
+
+    monkeypatch.setenv("IPT_MS_COMPILE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("IPT_MS_LEVERS", raising=False)
+    monkeypatch.delenv("IPT_MS_CONV_AS_MATMUL", raising=False)
+    monkeypatch.setattr(levers, "_policy_override", None)
+    return tmp_path / "cache"
+
+
 def read_manifest(name: str) -> dict[str, tuple[int, ...]]:
     """Official key -> shape from a tsv manifest in tests/fixtures."""
     rows = (FIXTURES / name).read_text().splitlines()[1:]

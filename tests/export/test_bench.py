@@ -122,18 +122,6 @@ def test_profile_parts_add_up_to_the_network():
     assert "| **sum** |" in render(rows, "tiny", 2, 1)
 
 
-@pytest.fixture
-def levers_cache(tmp_path, monkeypatch):
-    """This user's compile cache in a temporary folder, with no levers setting in the environment."""
-    from ipt_ms import levers
-
-    monkeypatch.setenv("IPT_MS_COMPILE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("IPT_MS_LEVERS", raising=False)
-    monkeypatch.delenv("IPT_MS_CONV_AS_MATMUL", raising=False)
-    monkeypatch.setattr(levers, "_policy_override", None)
-    return tmp_path / "cache"
-
-
 def _store_as_tune_does(spec, mode: str, choice) -> None:
     from ipt_ms import levers
     from ipt_ms.runtime import configure

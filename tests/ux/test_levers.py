@@ -118,12 +118,8 @@ def write_record(spec, choice: dict, key: dict | None = None, name_key: dict | N
 
 
 @pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("IPT_MS_COMPILE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("IPT_MS_CONV_AS_MATMUL", raising=False)
-    monkeypatch.delenv("IPT_MS_LEVERS", raising=False)
-    monkeypatch.setattr(levers, "_policy_override", None)
-    return tmp_path / "cache"
+def cache(levers_cache):
+    return levers_cache
 
 
 @pytest.fixture
