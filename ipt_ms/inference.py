@@ -50,18 +50,18 @@ _CHOSEN_ATTR = "_ipt_levers_chosen"  # what `predictor_for` resolved, per (setti
 
 
 def build_levered_model(spec: IPTSpec, state: dict[str, np.ndarray] | None = None,
-                        levers: str | Levers | None = None):
+                        levers: str | Levers | None = None, task: str | int = 0):
     """`build_model` with the CPU levers of `ipt_ms.levers` applied, as the CLI applies them.
 
-    The convolutions are fixed when the network is built, so they follow the choice for the
-    model's first task (the one `ipt-ms tune MODEL` measures by default); `restore_image` picks
+    The convolutions are fixed when the network is built, so they follow the choice for `task`
+    (default: the first, the one `ipt-ms tune MODEL` measures by default); `restore_image` picks
     the tiles per call for the task it runs, under the same `levers` setting, which the network
     keeps. `levers`: ``stored``, ``trial`` (measures only when nothing usable is stored),
     ``default`` (the built-in levers), or None for `IPT_MS_LEVERS` (else ``stored``)."""
-    chosen = choose_levers(spec, 0, levers)
+    chosen = choose_levers(spec, task, levers)
     net = build_model(spec, state, conv_as_matmul=chosen.conv_as_matmul)
     setattr(net, _LEVERS_ATTR, levers)
-    setattr(net, _CHOSEN_ATTR, {(repr(levers), 0): chosen})  # the first task: resolved already
+    setattr(net, _CHOSEN_ATTR, {(repr(levers), spec.task_index(task)): chosen})  # resolved already
     return net
 
 
@@ -117,8 +117,6 @@ def _bucket(n: int, batch_size: int) -> int:
     while size < n:
         size *= 2
     return min(size, batch_size)
-
-
 
 
 def _graph_mode_on_cpu() -> bool:

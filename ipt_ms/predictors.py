@@ -74,14 +74,11 @@ def create_predictor(framework: str, weights: str, task: str | int, *, batch_siz
         model = build_torch_model(spec, state)
         predictor = TorchPredictor(model, spec, task, batch_size, progress=progress, device=torch_device(device))
     else:
-        from ipt_ms.inference import MindSporePredictor, build_model
-        from ipt_ms.levers import choose_levers, in_effect
+        from ipt_ms.inference import build_levered_model, predictor_for
         from ipt_ms.runtime import configure
 
         configure(device, mode)
-        chosen = choose_levers(spec, task, levers)  # a stored (or, under trial, measured) choice for this CPU
-        predictor = MindSporePredictor(build_model(spec, state, conv_as_matmul=chosen.conv_as_matmul), spec, task,
-                                       batch_size, progress=progress, call_tiles=chosen.call_tiles)
-        predictor.levers = in_effect(chosen, predictor.call_tiles)
+        net = build_levered_model(spec, state, levers, task)  # a stored (or, under trial, measured) choice
+        predictor = predictor_for(net, spec, task, batch_size=batch_size, progress=progress)
     predictor.provenance = read.provenance
     return predictor, spec
