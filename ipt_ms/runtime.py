@@ -92,6 +92,39 @@ def conv_as_matmul_default() -> bool:
     return ms.get_context("device_target") == "CPU"
 
 
+#: `0` keeps MindSpore's own softmax / LayerNorm gradients on CPU (less memory, slower steps)
+CPU_GRADIENTS_ENV = "IPT_MS_CPU_GRADIENTS"
+
+
+def cpu_gradients_default() -> bool:
+    """Whether new networks use the written-out softmax and LayerNorm gradients
+    (`ipt_ms.models.cpu_grads`): on CPU unless `IPT_MS_CPU_GRADIENTS=0`. A full-size batch-2
+    step on an AMD EPYC: ~20 % faster, +1.4 GB peak memory (docs/runtime.md)."""
+    value = os.environ.get(CPU_GRADIENTS_ENV, "").strip().lower()
+    if value in ("0", "off", "false", "no"):
+        return False
+    if value not in ("", "auto", "1", "on", "true", "yes"):
+        raise IPTError(f"{CPU_GRADIENTS_ENV}={value!r}: use 1, 0 or auto")
+    import mindspore as ms
+
+    return ms.get_context("device_target") == "CPU"
+
+
+def conv_native_in_training() -> bool:
+    """Whether im2col networks (`conv_as_matmul_default`) still train with native convolutions.
+
+    Up to AVX2, oneDNN's plain-NCHW convolution and its two gradients beat im2col + matmul in
+    a training step (AMD EPYC, AVX2, batch 2: 64->64 3x3 at 48x48 16 against 30 ms, 64->3 at
+    96x96 22 against 56 ms; docs/runtime.md), while inference keeps im2col, which wins there.
+    With AVX-512 oneDNN has no fast kernel for that layout, so im2col trains too. A set
+    `IPT_MS_CONV_AS_MATMUL` decides for training as well."""
+    if conv_as_matmul_forced() is not None:
+        return False
+    from ipt_ms.machine import isa_in_effect
+
+    return not isa_in_effect().startswith("AVX512")
+
+
 @contextlib.contextmanager
 def mindspore_log_silenced() -> Iterator[list[str]]:
     """Keep MindSpore's Python log ('ME.*' loggers) off stderr during a call whose failure

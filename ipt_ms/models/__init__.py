@@ -3,6 +3,7 @@
 import contextlib
 from collections.abc import Iterator
 
+from ipt_ms.models.cpu_grads import set_cpu_gradients
 from ipt_ms.models.ipt import IPT, Conv2d, set_conv_as_matmul
 from ipt_ms.spec import IPTSpec
 
@@ -11,13 +12,16 @@ def build_ipt(spec: IPTSpec, conv_as_matmul: bool | None = None) -> IPT:
     """Build the MindSpore network for `spec` (weights freshly initialised).
 
     `conv_as_matmul` (default: `ipt_ms.runtime.conv_as_matmul_default`, on for the CPU) runs
-    the convolutions as im2col + matmul (`ipt_ms.models.ipt.Conv2d`)."""
-    if conv_as_matmul is None:
-        from ipt_ms.runtime import conv_as_matmul_default
+    the convolutions as im2col + matmul (`ipt_ms.models.ipt.Conv2d`), natively while training
+    where `ipt_ms.runtime.conv_native_in_training` says so; on CPU the softmax and LayerNorm
+    gradients are the written-out ones (`ipt_ms.models.cpu_grads`)."""
+    from ipt_ms.runtime import conv_as_matmul_default, conv_native_in_training, cpu_gradients_default
 
+    if conv_as_matmul is None:
         conv_as_matmul = conv_as_matmul_default()
     net = IPT(spec)
-    set_conv_as_matmul(net, conv_as_matmul)
+    set_conv_as_matmul(net, conv_as_matmul, native_in_training=conv_native_in_training())
+    set_cpu_gradients(net, cpu_gradients_default())
     return net
 
 
@@ -42,4 +46,5 @@ def exported_form(net: IPT) -> Iterator[IPT]:
             setattr(cell, flag, value)
 
 
-__all__ = ["EXPORT_OFF_FLAGS", "IPT", "Conv2d", "IPTSpec", "build_ipt", "exported_form", "set_conv_as_matmul"]
+__all__ = ["EXPORT_OFF_FLAGS", "IPT", "Conv2d", "IPTSpec", "build_ipt", "exported_form", "set_conv_as_matmul",
+           "set_cpu_gradients"]

@@ -30,9 +30,14 @@ class Conv2d(nn.Conv2d):
     """
 
     as_matmul = False
+    # with as_matmul: native all the same while training, where oneDNN's convolution
+    # gradients beat im2col's (set by `set_conv_as_matmul`; docs/runtime.md)
+    native_in_training = False
+    weight_times = ops.MatMul()
 
     def construct(self, x):
-        if not self.as_matmul:  # nn.Conv2d's own construct (super() recurses in Graph mode)
+        if not self.as_matmul or (self.training and self.native_in_training):
+            # nn.Conv2d's own construct (super() recurses in Graph mode)
             output = self.conv2d(x, self.weight)
             return self.bias_add(output, self.bias) if self.has_bias else output
         _, _, h, w = x.shape
@@ -41,7 +46,13 @@ class Conv2d(nn.Conv2d):
             cols = x.reshape((x.shape[0], x.shape[1], h * w))
         else:
             cols = ops.unfold(x, k, padding=k // 2)  # (B, C*k*k, H*W), rows in the weight's (c, kh, kw) order
-        out = ops.matmul(self.weight.reshape((self.out_channels, -1)), cols)
+        weight = self.weight.reshape((self.out_channels, -1))
+        if self.training:
+            # one 2-D matmul per image: the gradient of the broadcast (O, K) x (B, K, H*W)
+            # matmul transposes every column matrix (131 ms of a full-size step on an AMD EPYC)
+            out = ops.stack([self.weight_times(weight, image_cols) for image_cols in ops.unstack(cols, 0)], 0)
+        else:
+            out = ops.matmul(weight, cols)
         if self.has_bias:
             out = out + self.bias.reshape((1, -1, 1))
         return out.reshape((-1, self.out_channels, h, w))
@@ -66,11 +77,13 @@ class MeanShift(Conv2d):
         self.bias.requires_grad = False
 
 
-def set_conv_as_matmul(net: nn.Cell, enabled: bool) -> None:
-    """Run every convolution of `net` as im2col + matmul (True) or natively (False)."""
+def set_conv_as_matmul(net: nn.Cell, enabled: bool, native_in_training: bool = False) -> None:
+    """Run every convolution of `net` as im2col + matmul (True) or natively (False);
+    `native_in_training`: natively all the same while the network trains."""
     for _, cell in net.cells_and_names():
         if isinstance(cell, Conv2d):
             cell.as_matmul = bool(enabled)
+            cell.native_in_training = bool(native_in_training)
 
 
 class ResBlock(nn.Cell):

@@ -30,6 +30,7 @@ from mindspore import Parameter, nn, ops
 from mindspore.common.initializer import HeUniform, Normal, XavierUniform, initializer
 
 from ipt_ms.models import compat
+from ipt_ms.models.cpu_grads import SoftmaxLastAxis
 from ipt_ms.spec import IPTSpec
 
 
@@ -85,6 +86,8 @@ class MultiheadAttention(nn.Cell):
         self.attn_dropout = compat.dropout(dropout_rate)
         self.scores = ops.BatchMatMul(transpose_b=True)
         self.weighted_sum = ops.BatchMatMul()
+        self.softmax = SoftmaxLastAxis()  # ops.softmax with a faster CPU gradient
+        self.cpu_gradients = False  # use it (`ipt_ms.models.cpu_grads.set_cpu_gradients`)
         # batch-1 path: heads come out of the projections already in place (see `_single`);
         # off in exported graphs (`ipt_ms.models.exported_form`), which take any batch
         self.single_image_path = True
@@ -93,6 +96,9 @@ class MultiheadAttention(nn.Cell):
         self.unproject_t = ops.MatMul(transpose_a=True, transpose_b=True)
         self.scores_t = ops.BatchMatMul(transpose_a=True)
         self.weighted_sum_t = ops.BatchMatMul(transpose_b=True)
+
+    def _softmax(self, scores):
+        return self.softmax(scores) if self.cpu_gradients else ops.softmax(scores, axis=-1)
 
     def _split_heads(self, x2d, length: int):
         # (L*B, E) rows ordered l*B + b  ->  (B*H, L, head_dim), torch's head layout
@@ -113,7 +119,7 @@ class MultiheadAttention(nn.Cell):
         q_t = (self.project_t(w_q, query.reshape((L, E))) * self.scaling).reshape((H, d, L))
         k_t = self.project_t(w_k, key.reshape((-1, E))).reshape((H, d, -1))
         v_t = self.project_t(w_v, value.reshape((-1, E))).reshape((H, d, -1))
-        attn = self.attn_dropout(ops.softmax(self.scores_t(q_t, k_t), axis=-1))  # (H, L, S)
+        attn = self.attn_dropout(self._softmax(self.scores_t(q_t, k_t)))  # (H, L, S)
         out_t = self.weighted_sum_t(v_t, attn).reshape((E, L))
         return self.unproject_t(out_t, self.out_proj.weight).reshape((L, 1, E))
 
@@ -129,7 +135,7 @@ class MultiheadAttention(nn.Cell):
         q = self._split_heads(q * self.scaling, L)
         k = self._split_heads(k, S)
         v = self._split_heads(v, S)
-        attn = ops.softmax(self.scores(q, k), axis=-1)
+        attn = self._softmax(self.scores(q, k))
         attn = self.attn_dropout(attn)
         out = self.weighted_sum(attn, v)  # (B*H, L, head_dim)
         out = compat.permute(out, (1, 0, 2), self.free_transposes and not self.training).reshape((-1, E))
