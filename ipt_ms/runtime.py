@@ -92,14 +92,13 @@ def conv_as_matmul_default() -> bool:
     return ms.get_context("device_target") == "CPU"
 
 
-#: `0` keeps MindSpore's own softmax / LayerNorm gradients on CPU (less memory, slower steps)
+#: `0` keeps MindSpore's own softmax gradient on CPU (`ipt_ms.models.cpu_grads`)
 CPU_GRADIENTS_ENV = "IPT_MS_CPU_GRADIENTS"
 
 
 def cpu_gradients_default() -> bool:
-    """Whether new networks use the written-out softmax and LayerNorm gradients
-    (`ipt_ms.models.cpu_grads`): on CPU unless `IPT_MS_CPU_GRADIENTS=0`. A full-size batch-2
-    step on an AMD EPYC: ~20 % faster, +1.4 GB peak memory (docs/runtime.md)."""
+    """Whether new networks use the written-out softmax gradient (`ipt_ms.models.cpu_grads`):
+    on CPU unless `IPT_MS_CPU_GRADIENTS=0` (the stock gradient, e.g. to compare the two)."""
     value = os.environ.get(CPU_GRADIENTS_ENV, "").strip().lower()
     if value in ("0", "off", "false", "no"):
         return False

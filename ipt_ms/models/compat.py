@@ -13,14 +13,12 @@ import inspect
 
 from mindspore import mint, nn, ops
 
-from ipt_ms.models.cpu_grads import LayerNorm
-
 
 def layer_norm(dim: int, eps: float, enabled: bool = True) -> nn.Cell:
     """LayerNorm over the last axis with an explicit epsilon, or identity (official no_norm)."""
     if not enabled:
         return nn.Identity()
-    return LayerNorm(dim, eps)  # nn.LayerNorm with a faster CPU gradient
+    return nn.LayerNorm((dim,), begin_norm_axis=-1, begin_params_axis=-1, epsilon=eps)
 
 
 def dropout(rate: float) -> nn.Cell:

@@ -1,4 +1,4 @@
-"""The written-out CPU gradients (softmax, LayerNorm, im2col convolutions while training)
+"""The CPU training levers (written-out softmax gradient, convolutions while training)
 against float64 references and against MindSpore's own gradients."""
 
 from __future__ import annotations
@@ -57,53 +57,6 @@ def test_softmax_gradient_matches_float64(ms_graph):
     assert _rel(dx, ref) < 1e-6
 
 
-@pytest.mark.parametrize("shape", [(7, 3, 20), (11, 20)])
-def test_layer_norm_gradients_match_float64_and_mindspore(ms_graph, shape):
-    from mindspore import nn
-
-    from ipt_ms.models.cpu_grads import LayerNorm
-
-    rng = np.random.default_rng(1)
-    x = (rng.standard_normal(shape) * 3 + 1).astype(np.float32)
-    w = rng.standard_normal(shape).astype(np.float32)
-    gamma = rng.standard_normal(shape[-1]).astype(np.float32)
-    beta = rng.standard_normal(shape[-1]).astype(np.float32)
-    written = LayerNorm(shape[-1], 1e-5)
-    written.cpu_gradients = True
-    stock = nn.LayerNorm((shape[-1],), begin_norm_axis=-1, begin_params_axis=-1, epsilon=1e-5)
-    results = []
-    for net in (written, stock):
-        net.gamma.set_data(ms_graph.Tensor(gamma))
-        net.beta.set_data(ms_graph.Tensor(beta))
-        results.append(_grads(ms_graph, net, x, w, with_params=True))
-    (dx, (dgamma, dbeta)), (dx_ms, (dgamma_ms, dbeta_ms)) = results
-
-    xd, wd = x.astype(np.float64), w.astype(np.float64)
-    rstd = 1 / np.sqrt(xd.var(-1, keepdims=True) + 1e-5)
-    xhat = (xd - xd.mean(-1, keepdims=True)) * rstd
-    g = wd * gamma
-    ref_dx = rstd * (g - g.mean(-1, keepdims=True) - xhat * (g * xhat).mean(-1, keepdims=True))
-    axes = tuple(range(len(shape) - 1))
-    ref_dgamma, ref_dbeta = (wd * xhat).sum(axes), wd.sum(axes)
-    for got, stock_got, ref in ((dx, dx_ms, ref_dx), (dgamma, dgamma_ms, ref_dgamma), (dbeta, dbeta_ms, ref_dbeta)):
-        assert got.shape == ref.shape
-        # as close to float64 as MindSpore's own LayerNormGrad (x 4, and float32's floor)
-        assert _rel(got, ref) <= max(4 * _rel(stock_got, ref), 1e-6)
-
-
-def test_layer_norm_forward_is_mindsporess_either_way(ms_graph):
-    from ipt_ms.models.cpu_grads import LayerNorm
-
-    x = np.random.default_rng(2).standard_normal((5, 2, 16)).astype(np.float32)
-    net = LayerNorm(16, 1e-5)
-    net.set_train(False)
-    off = net(ms_graph.Tensor(x)).asnumpy()
-    net.cpu_gradients = True
-    on = net(ms_graph.Tensor(x)).asnumpy()
-    assert np.array_equal(on, off)
-    assert [name for name, _ in net.parameters_and_names()] == ["gamma", "beta"]  # checkpoint keys kept
-
-
 @pytest.mark.parametrize("in_ch,out_ch,size", [(4, 6, 10), (6, 3, 12)])
 def test_im2col_convolution_trains_like_the_native_one(ms_graph, in_ch, out_ch, size):
     from ipt_ms.models.ipt import Conv2d
@@ -127,28 +80,33 @@ def test_im2col_convolution_trains_like_the_native_one(ms_graph, in_ch, out_ch, 
 def test_build_ipt_sets_the_cpu_levers_and_the_setting_is_checked(ms_graph, monkeypatch):
     from ipt_ms.errors import IPTError
     from ipt_ms.models import build_ipt
-    from ipt_ms.models.cpu_grads import LayerNorm
+    from ipt_ms.models.ipt import Conv2d
     from ipt_ms.models.transformer import MultiheadAttention
     from ipt_ms.runtime import cpu_gradients_default
     from ipt_ms.spec import IPTSpec
 
     def flags(net):
-        return {(type(c).__name__, c.cpu_gradients) for _, c in net.cells_and_names()
-                if isinstance(c, (LayerNorm, MultiheadAttention))}
+        return ({c.cpu_gradients for _, c in net.cells_and_names() if isinstance(c, MultiheadAttention)},
+                {(c.as_matmul, c.native_in_training) for _, c in net.cells_and_names() if isinstance(c, Conv2d)})
 
     spec = IPTSpec.tiny()
-    monkeypatch.delenv("IPT_MS_CPU_GRADIENTS", raising=False)
-    assert flags(build_ipt(spec)) == {("LayerNorm", True), ("MultiheadAttention", True)}
+    for key in ("IPT_MS_CPU_GRADIENTS", "IPT_MS_CONV_AS_MATMUL", "ONEDNN_MAX_CPU_ISA"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr("ipt_ms.machine.isa_in_effect", lambda: "AVX2")
+    assert flags(build_ipt(spec)) == ({True}, {(True, True)})
+    monkeypatch.setattr("ipt_ms.machine.isa_in_effect", lambda: "AVX512_CORE_AMX")
+    assert flags(build_ipt(spec)) == ({True}, {(True, False)})
     monkeypatch.setenv("IPT_MS_CPU_GRADIENTS", "0")
-    assert flags(build_ipt(spec)) == {("LayerNorm", False), ("MultiheadAttention", False)}
+    monkeypatch.setenv("IPT_MS_CONV_AS_MATMUL", "0")
+    assert flags(build_ipt(spec)) == ({False}, {(False, False)})
     monkeypatch.setenv("IPT_MS_CPU_GRADIENTS", "fast")
     with pytest.raises(IPTError, match="IPT_MS_CPU_GRADIENTS='fast'"):
         cpu_gradients_default()
 
 
 def test_a_training_step_has_the_same_gradients_with_either_kind(ms_graph, monkeypatch):
-    """Whole tiny IPT, L1 loss: written-out softmax / LayerNorm gradients and native convolutions
-    in training give MindSpore's stock gradients to float32 rounding."""
+    """Whole tiny IPT, L1 loss: the written-out softmax gradient and native convolutions in
+    training give the stock gradients (im2col convolutions) to float32 rounding."""
     from mindspore import nn
 
     from ipt_ms.inference import build_model
@@ -170,14 +128,14 @@ def test_a_training_step_has_the_same_gradients_with_either_kind(ms_graph, monke
         net.set_train(True)
 
         class Loss(nn.Cell):
-            def __init__(self):
+            def __init__(self, network):
                 super().__init__()
-                self.net = net
+                self.net = network
 
             def construct(self, low, high):
                 return ms_graph.ops.abs(self.net(low, 0) - high).mean()
 
-        loss = Loss()
+        loss = Loss(net)
         names = [p.name for p in loss.trainable_params()]
         _, g = ms_graph.value_and_grad(loss, None, loss.trainable_params())(ms_graph.Tensor(lr), ms_graph.Tensor(hr))
         grads[label] = dict(zip(names, (t.asnumpy() for t in g)))
