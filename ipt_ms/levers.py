@@ -61,7 +61,7 @@ ENV_VAR = "IPT_MS_LEVERS"
 POLICIES = ("stored", "trial", "default")
 FORMAT = 1  # bump when the key or the record changes meaning
 MAX_BYTES = 16 << 10  # a real record is about 600 bytes
-REPEATS = 3  # timed calls per setting after the warm-up; the median counts
+REPEATS = 5  # rounds of timed calls (each setting once per round, after the warm-up); medians count
 FOLDER = "levers"  # inside the compile cache folder
 #: IPTSpec fields that change the work of one forward call (the task names and count do not)
 SIZE_FIELDS = ("n_feats", "n_colors", "patch_size", "patch_dim", "num_heads", "num_layers", "no_norm", "no_mlp",
@@ -326,7 +326,11 @@ def _label(conv: bool, tiles: int) -> str:
 
 def measure(spec: IPTSpec, task: str | int, conv_options: tuple[bool, ...], tile_options: tuple[int, ...],
             repeats: int = REPEATS, seed: int = 0) -> dict[tuple[bool, int], float]:
-    """Median seconds per tile of a warm forward call, for every (conv_as_matmul, tiles) pair."""
+    """Median seconds per tile of a warm forward call, for every (conv_as_matmul, tiles) pair.
+
+    The settings take turns, one call each per round: a KVM guest's speed drifts by a third
+    within minutes (BENCHMARKS.md), and timing the settings one after the other once picked
+    opposite winners in two trials ten minutes apart."""
     import mindspore as ms
     import numpy as np
 
@@ -334,23 +338,24 @@ def measure(spec: IPTSpec, task: str | int, conv_options: tuple[bool, ...], tile
 
     task_idx = spec.task_index(task)
     rng = np.random.default_rng(seed)
-    per_tile: dict[tuple[bool, int], float] = {}
     _stats["trials"] += 1
+    nets = {}
     for conv in conv_options:
-        net = build_ipt(spec, conv_as_matmul=conv)
-        net.set_train(False)
-        for tiles in tile_options:
-            shape = (tiles, spec.n_colors, spec.patch_size, spec.patch_size)
-            x = ms.Tensor(rng.uniform(0, spec.rgb_range, shape).astype(np.float32))
-            net(x, task_idx).asnumpy()  # compiles (or loads the compile cache's graph) and warms up
-            seconds = []
-            for _ in range(max(3, repeats)):
-                start = time.perf_counter()
-                net(x, task_idx).asnumpy()
-                seconds.append(time.perf_counter() - start)
-            per_tile[(conv, tiles)] = statistics.median(seconds) / tiles
-        del net
-    return per_tile
+        nets[conv] = build_ipt(spec, conv_as_matmul=conv)
+        nets[conv].set_train(False)
+    inputs = {tiles: ms.Tensor(rng.uniform(0, spec.rgb_range, (tiles, spec.n_colors, spec.patch_size,
+                                                                spec.patch_size)).astype(np.float32))
+              for tiles in tile_options}
+    settings = [(conv, tiles) for conv in conv_options for tiles in tile_options]
+    for conv, tiles in settings:
+        nets[conv](inputs[tiles], task_idx).asnumpy()  # compiles (or loads the cached graph), warms up
+    seconds: dict[tuple[bool, int], list[float]] = {setting: [] for setting in settings}
+    for _ in range(max(3, repeats)):
+        for conv, tiles in settings:
+            start = time.perf_counter()
+            nets[conv](inputs[tiles], task_idx).asnumpy()
+            seconds[(conv, tiles)].append(time.perf_counter() - start)
+    return {(conv, tiles): statistics.median(seconds[(conv, tiles)]) / tiles for conv, tiles in settings}
 
 
 def run_trial(spec: IPTSpec, task: str | int) -> tuple[Levers, dict[str, float], Path | None, str]:
