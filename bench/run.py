@@ -41,6 +41,7 @@ column, and "levers" in `--json`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -220,6 +221,49 @@ def worker_main(payload: str) -> int:
 
 
 # ------------------------------------------------------------------------------ parent side
+def _job_id(job: Job) -> tuple:
+    return job.framework, job.batch, job.cache_state
+
+
+def merge_rounds(results: list[Result]) -> list[Result]:
+    """One result per job of several rounds: every warm call counts, peaks and loads are the
+    worst seen, first calls and whole images come from the first round."""
+    merged: dict[tuple, Result] = {}
+    for r in results:
+        key = _job_id(r.job)
+        if key not in merged:
+            merged[key] = dataclasses.replace(r, warm_s=list(r.warm_s), image_s=list(r.image_s))
+            continue
+        m = merged[key]
+        m.warm_s += r.warm_s
+        m.image_s += r.image_s
+        m.peak_rss_mib = max(m.peak_rss_mib, r.peak_rss_mib)
+        m.others_cores = max(m.others_cores, r.others_cores)
+        m.load_after = r.load_after
+        m.error = m.error or r.error
+    return list(merged.values())
+
+
+def round_ratios(results: list[Result]) -> dict[tuple[str, int], list[float]]:
+    """Per round, each framework's patches/s over PyTorch's at the same batch (the spread that
+    the merged medians hide)."""
+    seen: dict[tuple, int] = {}
+    by_round: dict[tuple[int, str, int], float] = {}
+    for r in results:
+        if r.job.cache_state == "cold" or r.error or not r.warm_s:
+            continue
+        key = _job_id(r.job)
+        index = seen.get(key, 0)
+        seen[key] = index + 1
+        by_round[(index, r.job.framework, r.job.batch)] = r.patches_per_s
+    out: dict[tuple[str, int], list[float]] = {}
+    for (index, framework, batch), rate in sorted(by_round.items()):
+        base = by_round.get((index, "torch", batch))
+        if framework != "torch" and base:
+            out.setdefault((framework, batch), []).append(rate / base)
+    return out
+
+
 def _loadavg() -> float:
     try:
         return os.getloadavg()[0]
@@ -361,7 +405,8 @@ def _fmt(value: float, digits: int = 3) -> str:
 
 def render(results: list[Result], *, spec, task: str, flops: int, machine: dict, exports: dict, smoke: bool,
            started: float, finished: float, loads: tuple[float, float], pre_check: float = float("nan"),
-           levers_setting: str = "the library's rule") -> str:
+           levers_setting: str = "the library's rule", rounds: int = 1,
+           spread: dict[tuple[str, int], list[float]] | None = None) -> str:
     """The `## Inference` section (Markdown)."""
     from bench.flops import ipt_macs
 
@@ -413,6 +458,10 @@ def render(results: list[Result], *, spec, task: str, flops: int, machine: dict,
         f"env ONEDNN_MAX_CPU_ISA={machine['env'].get('ONEDNN_MAX_CPU_ISA') or 'unset'}.",
         f"- Run: {time.strftime('%Y-%m-%d %H:%M', time.localtime(started))}, {(finished - started) / 60:.1f} min.",
         f"- Levers (MindSpore, `ipt_ms.levers`): {levers_setting}; each row's are in its 'levers' column.",
+        *([f"- Rounds: {rounds}, the warm jobs run once per round with the frameworks taking turns; 'warm "
+           "median' and 'runs' pool every round's calls. Per-round throughput vs PyTorch: "
+           + "; ".join(f"{FRAMEWORKS[fw][2]} batch {b}: " + ", ".join(f"{x:.2f}" for x in xs)
+                       for (fw, b), xs in sorted((spread or {}).items())) + "."] if rounds > 1 else []),
         "",
         "| framework | batch | load (s) | first call, cold (s) | first call, warm (s) | warm median (s) | runs | "
         "patches/s | vs PyTorch | TFLOP/s | peak RSS (MiB) | RSS vs PyTorch | others | levers | threads |",
@@ -501,6 +550,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="MindSpore CPU levers: stored (this machine's choice from `ipt-ms tune`, else the "
                              "built-in ones), trial (measure first if none is stored), default (the built-in ones); "
                              "default: what a user gets, $IPT_MS_LEVERS, else stored")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the warm jobs this many times, frameworks taking turns, and merge each one's "
+                             "calls (a VM's speed drifts over minutes; default 1)")
     parser.add_argument("--allow-loaded", action="store_true",
                         help="write the section even when other processes used more than the limit of the CPU "
                              "(bench/loadmeter.py); it is then marked LOADED")
@@ -555,8 +607,12 @@ def main(argv: list[str] | None = None) -> int:
                                     levers=job.levers))
                     job.compile_cache, job.cache_state = cache, "warm"
                 jobs.append(job)
+        if args.rounds < 1:
+            parser.error("--rounds must be >= 1")
+        scheduled = jobs + [dataclasses.replace(job, image_runs=0) for _ in range(args.rounds - 1)
+                            for job in jobs if job.cache_state != "cold"]
         results = []
-        for job in jobs:
+        for job in scheduled:
             result = spawn(job, args.timeout)
             results.append(result)
             what = f"batch {job.batch}" + (f" ({job.cache_state})" if job.cache_state else "")
@@ -567,9 +623,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"load {result.load_before:.2f}->{result.load_after:.2f}, others {result.others_cores:.2f} cores"
                   + (f"; levers: {levers_label(result.levers)}" if result.levers else ""), flush=True)
     finished = time.time()
+    spread = round_ratios(results) if args.rounds > 1 else {}
+    results = merge_rounds(results)
     section = render(results, spec=spec, task=args.task, flops=flops, machine=machine_description(),
                      exports=exports, smoke=args.smoke, started=started, finished=finished,
-                     loads=(load_start, _loadavg()), pre_check=pre_check, levers_setting=levers_setting)
+                     loads=(load_start, _loadavg()), pre_check=pre_check, levers_setting=levers_setting,
+                     rounds=args.rounds, spread=spread)
     print(section)
     judged = verdict([r.others_cores for r in results] + [pre_check])
     if out is not None and not judged.quiet and not args.allow_loaded:

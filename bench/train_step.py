@@ -104,7 +104,8 @@ def measure(framework: str, preset: str, batch: int, warmup: int, steps: int) ->
     from ipt_ms import compile_cache
 
     return {"framework": framework, "first_step_s": times[0], "median_step_s": statistics.median(times[warmup:]),
-            "min_step_s": min(times[warmup:]), "peak_rss_mb": memory_mib("VmHWM"), "last_loss": losses[-1],
+            "min_step_s": min(times[warmup:]), "step_s": times[warmup:], "peak_rss_mb": memory_mib("VmHWM"),
+            "last_loss": losses[-1],
             "params": spec.num_parameters(), "threads": threads, "compile_cache": compile_cache.stats()}
 
 
@@ -121,8 +122,31 @@ def run_child(framework: str, args, cache: str) -> dict:
     return row
 
 
+def merge_rounds(per_round: list[dict[str, dict]]) -> list[dict]:
+    """One row per framework from several rounds: every timed step counts in the median and the
+    fastest step; peak memory and the others' load are the worst seen; the first step and the
+    loss come from the first round."""
+    merged = []
+    for framework in per_round[0]:
+        rounds = [r[framework] for r in per_round]
+        row = dict(rounds[0])
+        row["step_s"] = [t for r in rounds for t in r["step_s"]]
+        row["median_step_s"], row["min_step_s"] = statistics.median(row["step_s"]), min(row["step_s"])
+        row["peak_rss_mb"] = max(r["peak_rss_mb"] for r in rounds)
+        row["others_cores"] = max(r["others_cores"] for r in rounds)
+        row["rounds"] = len(rounds)
+        merged.append(row)
+    return merged
+
+
+def round_ratios(per_round: list[dict[str, dict]]) -> dict[str, list[float]]:
+    """Per round, PyTorch's median step time over each other framework's."""
+    return {fw: [r["torch"]["median_step_s"] / r[fw]["median_step_s"] for r in per_round]
+            for fw in per_round[0] if fw != "torch" and "torch" in per_round[0]}
+
+
 def render(rows: list[dict], *, preset: str, batch: int, warmup: int, steps: int, loads: tuple[float, float],
-           judged, started: float, finished: float) -> str:
+           judged, started: float, finished: float, spread: dict[str, list[float]] | None = None) -> str:
     spec = spec_for(preset)
     ref = next((r for r in rows if r["framework"] == "torch" and not r.get("cold")), None)
     cold = {r["framework"]: r for r in rows if r.get("cold")}
@@ -152,6 +176,10 @@ def render(rows: list[dict], *, preset: str, batch: int, warmup: int, steps: int
         f"- Versions: MindSpore {mindspore.__version__}, PyTorch {torch.__version__}; env ONEDNN_MAX_CPU_ISA="
         f"{os.environ.get('ONEDNN_MAX_CPU_ISA', 'unset')} (MindSpore; see the levers table for PyTorch).",
         f"- Run: {time.strftime('%Y-%m-%d %H:%M', time.localtime(started))}, {(finished - started) / 60:.1f} min.",
+        *([f"- Rounds: {len(next(iter(spread.values())))}, one process per framework per round, the frameworks "
+           "taking turns; the step figures pool every round's timed steps. Per-round throughput vs PyTorch: "
+           + "; ".join(f"{LABELS[fw]}: " + ", ".join(f"{x:.2f}" for x in xs) for fw, xs in spread.items()) + "."]
+          if spread else []),
         "",
         "| framework | first step, cold (s) | first step, warm (s) | median step (s) | fastest step (s) | "
         "throughput vs PyTorch | peak RSS (MB) | memory vs PyTorch | loss after run | others | threads |",
@@ -182,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated subset of {', '.join(FRAMEWORKS)}")
     parser.add_argument("--json", default=None)
     parser.add_argument("--out", default=None, help="Markdown file whose '## Training step' section is written")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="time every framework this many times, taking turns, and pool the steps (default 1)")
     parser.add_argument("--allow-loaded", action="store_true",
                         help="write --out even when other processes used more than the CPU limit (marked LOADED)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -201,22 +231,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"refusing to benchmark into {out}: {verdict([pre_check]).describe()} (before starting); "
               "wait for an idle machine or pass --allow-loaded", file=sys.stderr)
         return REFUSED_EXIT
-    rows = []
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
+    rows, per_round = [], []
     with tempfile.TemporaryDirectory(prefix="ipt-bench-train-") as cache:
-        for framework in frameworks:
-            if framework == "mindspore-graph":
-                row = run_child(framework, args, cache)
-                row["cold"] = True
-                rows.append(row)
-                print(f"{framework} (cold compile cache): first step {row['first_step_s']:.2f} s", flush=True)
-            row = run_child(framework, args, cache if framework == "mindspore-graph" else "0")
-            rows.append(row)
-            print(f"{framework}: first {row['first_step_s']:.2f} s, median {row['median_step_s']:.3f} s, "
-                  f"peak {row['peak_rss_mb']:,.0f} MB, others {row['others_cores']:.2f} cores", flush=True)
+        for round_index in range(args.rounds):  # the frameworks take turns in every round
+            this_round = {}
+            for framework in frameworks:
+                if framework == "mindspore-graph" and round_index == 0:
+                    row = run_child(framework, args, cache)
+                    row["cold"] = True
+                    rows.append(row)
+                    print(f"{framework} (cold compile cache): first step {row['first_step_s']:.2f} s", flush=True)
+                row = run_child(framework, args, cache if framework == "mindspore-graph" else "0")
+                this_round[framework] = row
+                print(f"{framework}: first {row['first_step_s']:.2f} s, median {row['median_step_s']:.3f} s, "
+                      f"peak {row['peak_rss_mb']:,.0f} MB, others {row['others_cores']:.2f} cores", flush=True)
+            per_round.append(this_round)
+        rows += merge_rounds(per_round)
     finished, load_after = time.time(), os.getloadavg()[0]
     judged = verdict([r["others_cores"] for r in rows] + [pre_check])
     section = render(rows, preset=args.preset, batch=args.batch, warmup=args.warmup, steps=args.steps,
-                     loads=(load_before, load_after), judged=judged, started=started, finished=finished)
+                     loads=(load_before, load_after), judged=judged, started=started, finished=finished,
+                     spread=round_ratios(per_round) if args.rounds > 1 else None)
     print(section)
     if args.json:
         Path(args.json).write_text(json.dumps({"preset": args.preset, "batch": args.batch, "rows": rows,
