@@ -164,3 +164,41 @@ def test_bench_worker_runs_with_the_levers_it_is_handed(levers_cache, tmp_path):
                          levers={"conv_as_matmul": None, "call_tiles": None, "origin": "built-in"}))
     assert result.levers == {"conv_as_matmul": True, "call_tiles": 2, "origin": "built-in"}  # CPU: im2col, <= batch
     assert run_job(Job("torch", 2, 1, weights, "sr_x2")).levers == {}
+
+
+def test_rounds_pool_the_calls_and_keep_each_rounds_ratio():
+    """`--rounds`: one row per job with every round's warm calls, the worst peak and load, and
+    per round the throughput against PyTorch's of the same round."""
+    from bench.run import Job, Result, merge_rounds, round_ratios
+
+    def result(framework, batch, warm, peak, others=0.0, state=""):
+        return Result(Job(framework, batch, len(warm), "w", "sr_x2", cache_state=state), first_s=9.0,
+                      warm_s=list(warm), peak_rss_mib=peak, others_cores=others)
+
+    rounds = [result("mindspore-graph", 1, [2.0], 10, state="cold"),
+              result("mindspore-graph", 1, [1.0, 1.2], 10, state="warm"), result("torch", 1, [2.0, 2.0], 5),
+              result("mindspore-graph", 1, [3.0, 3.0], 12, 0.05, state="warm"), result("torch", 1, [1.5, 1.5], 6)]
+    ratios = round_ratios(rounds)
+    assert ratios == {("mindspore-graph", 1): [2.0 / 1.1, 1.5 / 3.0]}
+    merged = merge_rounds(rounds)
+    assert [(r.job.framework, r.job.cache_state) for r in merged] == [
+        ("mindspore-graph", "cold"), ("mindspore-graph", "warm"), ("torch", "")]
+    warm = merged[1]
+    assert warm.warm_s == [1.0, 1.2, 3.0, 3.0] and warm.peak_rss_mib == 12 and warm.others_cores == 0.05
+    assert merged[2].warm_s == [2.0, 2.0, 1.5, 1.5] and merged[0].warm_s == [2.0]
+
+
+def test_training_rounds_pool_the_steps():
+    from bench.train_step import merge_rounds, round_ratios
+
+    def row(framework, steps, peak):
+        return {"framework": framework, "first_step_s": 20.0, "median_step_s": sorted(steps)[len(steps) // 2],
+                "min_step_s": min(steps), "step_s": steps, "peak_rss_mb": peak, "others_cores": 0.0}
+
+    per_round = [{"mindspore-graph": row("mindspore-graph", [3.0, 3.2, 3.1], 50), "torch": row("torch", [3.3] * 3, 20)},
+                 {"mindspore-graph": row("mindspore-graph", [4.0, 4.1, 4.2], 55), "torch": row("torch", [4.0] * 3, 21)}]
+    assert round_ratios(per_round) == {"mindspore-graph": [3.3 / 3.1, 4.0 / 4.1]}
+    merged = {r["framework"]: r for r in merge_rounds(per_round)}
+    ms = merged["mindspore-graph"]
+    assert ms["step_s"] == [3.0, 3.2, 3.1, 4.0, 4.1, 4.2] and ms["median_step_s"] == 3.6 and ms["min_step_s"] == 3.0
+    assert ms["peak_rss_mb"] == 55 and ms["rounds"] == 2 and merged["torch"]["peak_rss_mb"] == 21
