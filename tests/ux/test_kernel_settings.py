@@ -1,5 +1,6 @@
 """IPT_MS_CONV_AS_MATMUL picks the convolution kernels (CI reruns the demo's parity with it),
-and ipt_ms.machine names the CPU and oneDNN ISA that every figure needs."""
+IPT_MS_CPU_GRADIENTS the softmax gradient, and ipt_ms.machine names the CPU and oneDNN ISA
+that every figure needs."""
 
 import os
 import subprocess
@@ -21,14 +22,15 @@ def test_conv_as_matmul_setting(value, expected, monkeypatch):
     assert flags == {expected}
 
 
-def test_a_bad_setting_is_one_line(tiny_ckpt, photo_png, tmp_path):
-    env = dict(os.environ, IPT_MS_CONV_AS_MATMUL="banana")
+@pytest.mark.parametrize("variable", ["IPT_MS_CONV_AS_MATMUL", "IPT_MS_CPU_GRADIENTS"])
+def test_a_bad_setting_is_one_line(variable, tiny_ckpt, photo_png, tmp_path):
+    env = dict(os.environ, **{variable: "banana"})
     proc = subprocess.run([sys.executable, "-m", "ipt_ms", "restore", "--weights", str(tiny_ckpt), "--task", "sr_x2",
                            str(photo_png), "-o", str(tmp_path / "out")], capture_output=True, text=True, env=env,
                           timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "IPT_MS_CONV_AS_MATMUL='banana'" in lines[0], lines
+    assert len(lines) == 1 and f"{variable}='banana'" in lines[0], lines
     assert not (tmp_path / "out").exists()
 
 
