@@ -124,6 +124,19 @@ def conv_native_in_training() -> bool:
     return not isa_in_effect().startswith("AVX512")
 
 
+def cpu_training_levers() -> dict[str, str]:
+    """What a network trained on this CPU would use (for `ipt-ms doctor`), in words."""
+    forced = conv_as_matmul_forced()
+    if forced is False or conv_native_in_training():
+        convolutions = "native"
+    else:
+        convolutions = "im2col, one matmul per image"
+    value = os.environ.get(CPU_GRADIENTS_ENV, "").strip().lower()
+    softmax = "MindSpore's" if value in ("0", "off", "false", "no") else "written out (ipt_ms.models.cpu_grads)"
+    return {"convolutions": convolutions, "softmax_gradient": softmax,
+            "setting": f"${CONV_AS_MATMUL_ENV}, ${CPU_GRADIENTS_ENV} (docs/runtime.md, 'Training on CPU')"}
+
+
 @contextlib.contextmanager
 def mindspore_log_silenced() -> Iterator[list[str]]:
     """Keep MindSpore's Python log ('ME.*' loggers) off stderr during a call whose failure

@@ -68,6 +68,12 @@ def environment(options: DoctorOptions) -> dict:
 
     env["levers"] = {"stored": levers.describe(),
                      "setting": f"${levers.ENV_VAR}, --levers or levers= (library); ipt-ms tune"}
+    try:
+        from ipt_ms.runtime import cpu_training_levers
+
+        env["cpu_training"] = cpu_training_levers()
+    except Exception as err:  # e.g. a bad IPT_MS_CONV_AS_MATMUL: report it, keep checking
+        env["cpu_training"] = {"error": first_line(err)}
     env["collective"] = {"backend_by_device": ", ".join(f"{d}: {b}" for d, b in COLLECTIVE_BACKENDS.items())}
     return env
 

@@ -109,3 +109,21 @@ def test_cann_version_from_a_toolkit_folder(tmp_path):
            "| npu-smi 23.0.0                   Version: 23.0.0                                    |\n"
            "| 0     910B3               | OK            | 93.4        36                0    / 0 |\n")
     assert parse_npu_smi(smi) == {"npu_smi": "23.0.0", "chips": ["910B3"]}
+
+
+def test_doctor_names_the_cpu_training_levers(monkeypatch):
+    """The environment section says which convolutions and softmax gradient CPU training uses,
+    and a bad setting there is reported, not raised."""
+    from ipt_ms.doctor.checks import environment
+    from ipt_ms.doctor.report import DoctorOptions
+
+    monkeypatch.setenv("IPT_MS_CONV_AS_MATMUL", "0")
+    monkeypatch.setenv("IPT_MS_CPU_GRADIENTS", "0")
+    shown = environment(DoctorOptions())["cpu_training"]
+    assert shown["convolutions"] == "native" and shown["softmax_gradient"] == "MindSpore's"
+    monkeypatch.setenv("IPT_MS_CONV_AS_MATMUL", "1")
+    monkeypatch.delenv("IPT_MS_CPU_GRADIENTS")
+    shown = environment(DoctorOptions())["cpu_training"]
+    assert shown["convolutions"] == "im2col, one matmul per image" and shown["softmax_gradient"].startswith("written")
+    monkeypatch.setenv("IPT_MS_CONV_AS_MATMUL", "banana")
+    assert "IPT_MS_CONV_AS_MATMUL='banana'" in environment(DoctorOptions())["cpu_training"]["error"]
