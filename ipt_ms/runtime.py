@@ -66,17 +66,22 @@ def configure(device: str = "auto", mode: str = "graph") -> str:
 CONV_AS_MATMUL_ENV = "IPT_MS_CONV_AS_MATMUL"
 
 
-def conv_as_matmul_forced() -> bool | None:
-    """The user's `IPT_MS_CONV_AS_MATMUL`: True/False when set to force a kernel family, None for
-    unset or ``auto`` (a stored per-machine choice, `ipt_ms.levers`, may then decide)."""
-    value = os.environ.get(CONV_AS_MATMUL_ENV, "").strip().lower()
+def _env_switch(name: str) -> bool | None:
+    """An on/off environment setting: True, False, or None when unset or ``auto``."""
+    value = os.environ.get(name, "").strip().lower()
     if value in ("1", "on", "true", "yes"):
         return True
     if value in ("0", "off", "false", "no"):
         return False
     if value not in ("", "auto"):
-        raise IPTError(f"{CONV_AS_MATMUL_ENV}={value!r}: use 1, 0 or auto")
+        raise IPTError(f"{name}={value!r}: use 1, 0 or auto")
     return None
+
+
+def conv_as_matmul_forced() -> bool | None:
+    """The user's `IPT_MS_CONV_AS_MATMUL`: True/False when set to force a kernel family, None for
+    unset or ``auto`` (a stored per-machine choice, `ipt_ms.levers`, may then decide)."""
+    return _env_switch(CONV_AS_MATMUL_ENV)
 
 
 def conv_as_matmul_default() -> bool:
@@ -99,11 +104,8 @@ CPU_GRADIENTS_ENV = "IPT_MS_CPU_GRADIENTS"
 def cpu_gradients_default() -> bool:
     """Whether new networks use the written-out softmax gradient (`ipt_ms.models.cpu_grads`):
     on CPU unless `IPT_MS_CPU_GRADIENTS=0` (the stock gradient, e.g. to compare the two)."""
-    value = os.environ.get(CPU_GRADIENTS_ENV, "").strip().lower()
-    if value in ("0", "off", "false", "no"):
+    if _env_switch(CPU_GRADIENTS_ENV) is False:
         return False
-    if value not in ("", "auto", "1", "on", "true", "yes"):
-        raise IPTError(f"{CPU_GRADIENTS_ENV}={value!r}: use 1, 0 or auto")
     import mindspore as ms
 
     return ms.get_context("device_target") == "CPU"
@@ -131,8 +133,8 @@ def cpu_training_levers() -> dict[str, str]:
         convolutions = "native"
     else:
         convolutions = "im2col, one matmul per image"
-    value = os.environ.get(CPU_GRADIENTS_ENV, "").strip().lower()
-    softmax = "MindSpore's" if value in ("0", "off", "false", "no") else "written out (ipt_ms.models.cpu_grads)"
+    softmax = ("MindSpore's" if _env_switch(CPU_GRADIENTS_ENV) is False
+               else "written out (ipt_ms.models.cpu_grads)")
     return {"convolutions": convolutions, "softmax_gradient": softmax,
             "setting": f"${CONV_AS_MATMUL_ENV}, ${CPU_GRADIENTS_ENV} (docs/runtime.md, 'Training on CPU')"}
 

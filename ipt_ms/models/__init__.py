@@ -13,8 +13,8 @@ def build_ipt(spec: IPTSpec, conv_as_matmul: bool | None = None) -> IPT:
 
     `conv_as_matmul` (default: `ipt_ms.runtime.conv_as_matmul_default`, on for the CPU) runs
     the convolutions as im2col + matmul (`ipt_ms.models.ipt.Conv2d`), natively while training
-    where `ipt_ms.runtime.conv_native_in_training` says so; on CPU the softmax and LayerNorm
-    gradients are the written-out ones (`ipt_ms.models.cpu_grads`)."""
+    where `ipt_ms.runtime.conv_native_in_training` says so; on CPU the softmax gradient is
+    the written-out one (`ipt_ms.models.cpu_grads`)."""
     from ipt_ms.runtime import conv_as_matmul_default, conv_native_in_training, cpu_gradients_default
 
     if conv_as_matmul is None:
