@@ -246,11 +246,23 @@ on_signal() {
 trap 'on_signal INT' INT
 trap 'on_signal TERM' TERM
 
+worker_failure() {  # the first worker failure msrun has logged, in words ("" when none)
+    local line code cause
+    line=$(grep -m1 -E 'Worker process [0-9]+ exit with exception' "$LOG_DIR/msrun.log" 2>/dev/null) || return 0
+    code=$(sed -E 's/.*Error code: (-?[0-9]+).*/\1/' <<< "$line")
+    if [[ $code == -* ]]; then
+        echo "a worker was killed by signal ${code#-} ($(kill -l "${code#-}" 2>/dev/null || echo '?'))"
+    else
+        cause=$(grep -h -m1 -E 'error: |Error: ' "$LOG_DIR"/worker_*.log 2>/dev/null | head -n1 | cut -c1-300 || true)
+        echo "a worker exited with status $code${cause:+: $cause}"
+    fi
+}
+
 # One msrun launch; sets FAIL to the cause when it failed.
 run_attempt() {
     FAIL=
     ONE_LINE=
-    local sched_gone_at="" line code cause death status
+    local sched_gone_at="" cause death status
     # msrun in a session of its own: a Ctrl-C reaches this script only, which forwards it to
     # the workers (msrun itself would SIGKILL them mid-step).
     setsid "$MSRUN" --worker_num="$NUM_WORKERS" --local_worker_num="$LOCAL_WORKERS" \
@@ -269,14 +281,7 @@ run_attempt() {
             FAIL="the cluster did not form within CLUSTER_TIMEOUT=$CLUSTER_TIMEOUT s: not every worker joined (a node that never started, or one with another MASTER_ADDR, MASTER_PORT or NUM_WORKERS); logs in $LOG_DIR"
             ONE_LINE=1
             break
-        elif line=$(grep -m1 -E 'Worker process [0-9]+ exit with exception' "$LOG_DIR/msrun.log" 2>/dev/null); then
-            code=$(sed -E 's/.*Error code: (-?[0-9]+).*/\1/' <<< "$line")
-            if [[ $code == -* ]]; then
-                FAIL="a worker was killed by signal ${code#-} ($(kill -l "${code#-}" 2>/dev/null || echo '?'))"
-            else
-                cause=$(grep -h -m1 -E 'error: |Error: ' "$LOG_DIR"/worker_*.log 2>/dev/null | head -n1 | cut -c1-300 || true)
-                FAIL="a worker exited with status $code${cause:+: $cause}"
-            fi
+        elif FAIL=$(worker_failure); [[ -n "$FAIL" ]]; then
             break
         elif [[ -f "$LOG_DIR/scheduler.log" ]] && ! scheduler_alive && [[ -n "$(workers)" ]]; then
             cause=$(grep -h -m1 -E 'Failed to call bind|\[ERROR\]|Error' "$LOG_DIR/scheduler.log" | cut -c1-300 || true)
@@ -308,8 +313,12 @@ run_attempt() {
     wait "$MSRUN_PID" || status=$?
     stop_tail
     if [[ $status -ne 0 ]]; then
-        cause=$(grep -h -m1 -E 'Cluster is not built|timed? ?out|[Tt]imeout' "$LOG_DIR"/worker_*.log "$LOG_DIR/scheduler.log" 2>/dev/null | head -n1 | cut -c1-300 || true)
-        FAIL="msrun failed (exit $status)${cause:+: $cause}"
+        # msrun can note a worker's exit and end between two looks of the loop above
+        FAIL=$(worker_failure)
+        if [[ -z "$FAIL" ]]; then
+            cause=$(grep -h -m1 -E 'Cluster is not built|timed? ?out|[Tt]imeout' "$LOG_DIR"/worker_*.log "$LOG_DIR/scheduler.log" 2>/dev/null | head -n1 | cut -c1-300 || true)
+            FAIL="msrun failed (exit $status)${cause:+: $cause}"
+        fi
     fi
 }
 

@@ -375,6 +375,26 @@ def test_a_job_that_fails_more_than_max_restarts_times_exits_naming_the_cause(tm
     print(f"3 failed attempts reported in {seconds:.1f} s")
 
 
+QUICK_MSRUN = """#!/usr/bin/env bash
+# stands in for msrun when a worker fails at once: msrun logs the exit and is gone before
+# the launcher's next look (seen in CI on a fast machine)
+for arg; do [[ $arg == --log_dir=* ]] && dir=${arg#--log_dir=}; done
+echo "fake_entry.py: error: out of memory (a stand-in)" > "$dir/worker_0.log"
+echo "[ERROR] ME(1:1,MainProcess):_api.py:365] Worker process 4242 exit with exception. Error code: 1."
+exit 1
+"""
+
+
+def test_a_worker_failure_is_named_when_msrun_ends_before_the_launcher_looks(tmp_path):
+    msrun = tmp_path / "quick_msrun"
+    msrun.write_text(QUICK_MSRUN)
+    msrun.chmod(0o755)
+    proc, _ = _fake_launch(tmp_path, "worker-fails", grace=3, MSRUN=str(msrun))
+    assert proc.returncode == 1, proc.stderr
+    cause = "train_distributed.sh: a worker exited with status 1: fake_entry.py: error: out of memory (a stand-in)"
+    assert cause in proc.stderr.splitlines() and "msrun failed" not in proc.stderr, proc.stderr
+
+
 def _worker_pid(tag: str, rank: int, deadline: float) -> int:
     """The pid of the msrun worker of `rank` started with --tag `tag` (its environment says which)."""
     while time.time() < deadline:
