@@ -377,7 +377,7 @@ def test_a_job_that_fails_more_than_max_restarts_times_exits_naming_the_cause(tm
 
 QUICK_MSRUN = """#!/usr/bin/env bash
 # stands in for msrun when a worker fails at once: msrun logs the exit and is gone before
-# the launcher's next look (seen in CI on a fast machine)
+# the launcher's next look (seen in a fresh-clone `.ci/run` on a fast Intel Xeon)
 for arg; do [[ $arg == --log_dir=* ]] && dir=${arg#--log_dir=}; done
 echo "fake_entry.py: error: out of memory (a stand-in)" > "$dir/worker_0.log"
 echo "[ERROR] ME(1:1,MainProcess):_api.py:365] Worker process 4242 exit with exception. Error code: 1."
